@@ -1,0 +1,178 @@
+"""Test blueprints: which items a test has, how each option scores, and how raw scores become levels.
+
+A blueprint file holds the item keys (option weights), which are confidential: it is loaded by the worker
+at start-up and never copied into events, logs or results. The format is documented in docs/scoring.md.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.domain import Competency, Section
+
+Levels = Annotated[list[float], Field(min_length=5, max_length=5)]
+
+#: Default cut scores: the percent of the maximum raw score at which levels 1..5 start.
+DEFAULT_CUTS: list[float] = [0.0, 40.0, 55.0, 70.0, 85.0]
+
+
+class BlueprintError(ValueError):
+    """A blueprint that cannot be used; the message names the file, item and field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Item(_Model):
+    item_id: str = Field(min_length=1, max_length=64)
+    competency: Competency | None = Field(default=None, description="Required for Mansoskul items.")
+    options: dict[str, float] = Field(min_length=2, description="Option label → weight (the key).")
+
+    @model_validator(mode="after")
+    def _weights(self) -> "Item":
+        if any(w < 0 for w in self.options.values()):
+            raise ValueError("option weights must be >= 0")
+        if max(self.options.values()) <= 0:
+            raise ValueError("at least one option must have a positive weight")
+        return self
+
+    @property
+    def max_weight(self) -> float:
+        return max(self.options.values())
+
+
+class Subtest(_Model):
+    code: str = Field(min_length=1, max_length=32)
+    title: str = ""
+    items: list[Item] = Field(min_length=1)
+
+
+class SectionSpec(_Model):
+    section: Section
+    subtests: list[Subtest] = Field(min_length=1)
+    cut_scores: Levels = Field(default_factory=lambda: list(DEFAULT_CUTS))
+
+    @property
+    def items(self) -> list[Item]:
+        return [item for sub in self.subtests for item in sub.items]
+
+
+class Blueprint(_Model):
+    blueprint_id: str = Field(min_length=1, max_length=64)
+    version: str = Field(min_length=1, max_length=32)
+    title: str = ""
+    sections: list[SectionSpec] = Field(min_length=1)
+    competency_cut_scores: Levels = Field(
+        default_factory=lambda: list(DEFAULT_CUTS),
+        description="Percent of a competency's maximum raw score at which levels 1..5 start.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Blueprint":
+        for cuts in [self.competency_cut_scores] + [s.cut_scores for s in self.sections]:
+            if cuts[0] != 0 or any(b <= a for a, b in zip(cuts, cuts[1:])) or cuts[-1] > 100:
+                raise ValueError("cut scores must start at 0, rise strictly and stay <= 100")
+        seen: dict[str, str] = {}
+        sections = set()
+        for spec in self.sections:
+            if spec.section in sections:
+                raise ValueError(f"section {spec.section.value} appears twice")
+            sections.add(spec.section)
+            for sub in spec.subtests:
+                for item in sub.items:
+                    where = f"item {item.item_id} (sub-test {sub.code})"
+                    if item.item_id in seen:
+                        raise ValueError(f"{where}: item_id also used in sub-test {seen[item.item_id]}")
+                    seen[item.item_id] = sub.code
+                    if spec.section is Section.MANSOSKUL and item.competency is None:
+                        raise ValueError(f"{where}: field 'competency' is required for Mansoskul items")
+        if Section.MANSOSKUL in sections:
+            covered = {i.competency for s in self.sections if s.section is Section.MANSOSKUL for i in s.items}
+            missing = sorted(c.value for c in Competency if c not in covered)
+            if missing:
+                raise ValueError(f"Mansoskul has no items for competencies {', '.join(missing)}")
+        return self
+
+    def section(self, section: Section) -> SectionSpec | None:
+        return next((s for s in self.sections if s.section is section), None)
+
+    @cached_property
+    def section_names(self) -> tuple[Section, ...]:
+        return tuple(s.section for s in self.sections)
+
+    @cached_property
+    def item_index(self) -> dict[str, tuple[Section, str, Item]]:
+        """item_id → (section, sub-test code, item): scoring looks items up by id, per answer."""
+        return {i.item_id: (s.section, sub.code, i) for s in self.sections for sub in s.subtests for i in sub.items}
+
+
+def _describe(exc: ValidationError, data: object) -> str:
+    """Name the item and field of each error, not just a JSON path, so an exam author can fix the file."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False)[:10]:
+        loc = list(err["loc"])
+        where = []
+        node = data
+        for part in loc:
+            try:
+                node = node[part]  # type: ignore[index]
+            except (KeyError, IndexError, TypeError):
+                node = None
+            if isinstance(node, dict):
+                for label in ("item_id", "code", "section"):
+                    if label in node:
+                        where.append(f"{label.replace('_id', '')} {node[label]}")
+                        break
+        field = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+        lines.append(f"{' / '.join(where) or 'blueprint'}: field '{field}': {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_blueprint(path: Path) -> Blueprint:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BlueprintError(f"{path}: cannot read blueprint: {exc}") from None
+    try:
+        return Blueprint.model_validate(data)
+    except ValidationError as exc:
+        raise BlueprintError(f"{path}: {_describe(exc, data)}") from None
+
+
+SAMPLE_DIR = Path(__file__).parent / "blueprints"
+
+
+class BlueprintRegistry:
+    """All blueprints the worker knows, by id; loaded once at start-up so a bad file stops the worker early."""
+
+    def __init__(self, blueprints: list[Blueprint]):
+        self._by_id = {b.blueprint_id: b for b in blueprints}
+        if len(self._by_id) != len(blueprints):
+            raise BlueprintError("two blueprint files share a blueprint_id")
+        self._items: dict[str, tuple[Section, str, Item]] = {}
+        for bp in blueprints:
+            self._items.update(bp.item_index)
+
+    @classmethod
+    def from_dir(cls, folder: Path | None = None) -> "BlueprintRegistry":
+        folder = folder or SAMPLE_DIR
+        files = sorted(folder.glob("*.json"))
+        if not files:
+            raise BlueprintError(f"{folder}: no blueprint files (*.json)")
+        return cls([load_blueprint(f) for f in files])
+
+    def get(self, blueprint_id: str) -> Blueprint | None:
+        return self._by_id.get(blueprint_id)
+
+    def ids(self) -> list[str]:
+        return sorted(self._by_id)
+
+    def find_item(self, item_id: str) -> tuple[Section, str, Item] | None:
+        """Any blueprint's item: lab events are checked against the whole bank, before the session is known."""
+        return self._items.get(item_id)

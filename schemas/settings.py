@@ -1,0 +1,105 @@
+"""The one configuration object for every component (producers, worker, sinks, demo, tests).
+
+Everything is read from environment variables prefixed ``CACT_`` (or a ``.env`` file), so the same
+code runs on the embedded Tansu broker and SQLite on a laptop and on a secured Apache Kafka cluster and
+PostgreSQL in production. ``KAFKA_BOOTSTRAP_SERVERS`` and the ``KAFKA_*`` security variables are also
+accepted without the prefix, because that is how Kafka deployments usually hand them to containers.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path(".cact")
+
+
+def _kafka(name: str) -> AliasChoices:
+    return AliasChoices(f"CACT_KAFKA_{name}", f"KAFKA_{name}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CACT_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- Kafka ---------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=_kafka("BOOTSTRAP_SERVERS"),
+        description="Use this Kafka instead of the embedded broker (comma-separated host:port).",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", validation_alias=_kafka("SECURITY_PROTOCOL")
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, validation_alias=_kafka("SASL_MECHANISM")
+    )
+    kafka_sasl_username: str | None = Field(default=None, validation_alias=_kafka("SASL_USERNAME"))
+    kafka_sasl_password: SecretStr | None = Field(default=None, validation_alias=_kafka("SASL_PASSWORD"))
+    kafka_ssl_cafile: Path | None = Field(default=None, validation_alias=_kafka("SSL_CAFILE"))
+    kafka_ssl_certfile: Path | None = Field(default=None, validation_alias=_kafka("SSL_CERTFILE"))
+    kafka_ssl_keyfile: Path | None = Field(default=None, validation_alias=_kafka("SSL_KEYFILE"))
+    topic_partitions: int = Field(default=4, ge=1, description="Partitions for topics the pipeline creates.")
+    topic_replication: int = Field(default=1, ge=1)
+
+    # --- Embedded broker -----------------------------------------------------------------------
+    broker_host: str = "127.0.0.1"
+    broker_port: int = 19092
+
+    # --- Worker --------------------------------------------------------------------------------
+    app_id: str = Field(default="cact-pipeline", description="Faust app id = Kafka consumer group.")
+    worker_web_port: int = 6066
+    worker_web_host: str = "127.0.0.1"
+    table_store: str = Field(default="memory://", description="Faust table store (memory:// or rocksdb://).")
+    data_dir: Path = DEFAULT_HOME / "worker"
+    batch_max: int = Field(default=500, ge=1, description="Input events processed (and state written) per batch.")
+    batch_seconds: float = Field(default=0.05, gt=0, description="Longest wait to fill a batch.")
+    commit_interval_seconds: float = Field(default=1.0, gt=0)
+    sink_in_worker: bool = Field(default=True, description="Run the results-store sink inside the worker.")
+    sink_batch_size: int = Field(default=500, ge=1)
+    sink_batch_seconds: float = Field(default=0.5, gt=0)
+    late_checkin_admitted: bool = Field(default=True, description="Admit a check-in after the window closes.")
+
+    # --- Stores --------------------------------------------------------------------------------
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_HOME / 'results.db'}",
+        description="SQLAlchemy URL of the results store (PostgreSQL in production).",
+    )
+
+    # --- Scoring -------------------------------------------------------------------------------
+    blueprint_dir: Path | None = Field(
+        default=None, description="Folder of blueprint JSON files; defaults to the shipped samples."
+    )
+    scoring_policy: Path | None = Field(
+        default=None, description="JSON file overriding standards, JPM formula, categories (docs/scoring.md)."
+    )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where clients connect: the configured Kafka, else the embedded broker's address."""
+        return self.kafka_bootstrap_servers or f"{self.broker_host}:{self.broker_port}"
+
+    @property
+    def uses_external_kafka(self) -> bool:
+        return self.kafka_bootstrap_servers is not None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process (a worker started by the demo or a test) these settings."""
+    env: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value is None or value == info.default:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"CACT_{name.upper()}"] = str(value)
+    return env

@@ -1,0 +1,121 @@
+"""``cact``: the one command for operators, lab integrators and developers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from schemas.settings import Settings, get_settings
+
+app = typer.Typer(help="cact-pipeline: CACT exam events from the labs to SI ASN, on Kafka.", no_args_is_help=True,
+                  add_completion=False)
+schemas_app = typer.Typer(help="The event contract's JSON Schemas (schemas/json/).", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+console = Console(stderr=True)
+
+
+@app.command()
+def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "warning") -> None:
+    """Run a stream worker: score sections, track attendance, write results. Stop with Ctrl-C.
+
+    Uses the Kafka in KAFKA_BOOTSTRAP_SERVERS (else the embedded broker's address) and the results store in
+    CACT_DATABASE_URL. Run several on different machines to share the partitions.
+    """
+    from schemas.blueprint import BlueprintError
+    from streams.app import run_worker
+
+    try:
+        run_worker(get_settings(), loglevel=loglevel)
+    except BlueprintError as exc:
+        console.print(f"[red]blueprint rejected:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def broker(
+    port: Annotated[Optional[int], typer.Option(help="Port to listen on (default CACT_BROKER_PORT)")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on")] = None,
+    create_topics: Annotated[bool, typer.Option(help="Create the pipeline's topics once it is up")] = True,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C."""
+    from streams.broker import run_broker_forever
+
+    s = get_settings()
+    run_broker_forever(host or s.broker_host, port or s.broker_port, create_topics=create_topics)
+
+
+@app.command()
+def simulate(
+    participants: Annotated[int, typer.Option(help="Participants scheduled")] = 120,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same day")] = 2024,
+    malformed: Annotated[int, typer.Option(help="Malformed events to inject")] = 0,
+    truth: Annotated[Optional[Path], typer.Option(help="Write the ground truth (JSON) here")] = None,
+) -> None:
+    """Simulate an exam day and send it to the configured Kafka."""
+    from producers.simulator import SimConfig, build_day
+    from schemas.blueprint import BlueprintRegistry
+    from streams.demo import send_day
+
+    s = get_settings()
+    day = build_day(SimConfig(participants=participants, seed=seed, malformed=malformed),
+                    BlueprintRegistry.from_dir(s.blueprint_dir))
+    send_day(s, day, console)
+    if truth:
+        truth.write_text(json.dumps({f"{k[0]}/{k[1]}": {"attended": v.attended, "blueprint_id": v.blueprint_id}
+                                     for k, v in day.truth.items()}, indent=1))
+    console.print(day.summary())
+
+
+@app.command()
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object")] = False,
+    participants: Annotated[int, typer.Option(help="Participants scheduled")] = 120,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated day")] = 2024,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its store and logs")] = Path(".cact/demo"),
+) -> None:
+    """Run a small exam day end to end on embedded defaults and print what reached the results store."""
+    from producers.simulator import SimConfig
+    from streams.demo import render, run_demo
+
+    summary = run_demo(get_settings(), SimConfig(participants=participants, seed=seed), console=console,
+                       workdir=workdir)
+    if as_json:
+        print(json.dumps(summary, indent=None))
+    else:
+        render(summary, Console())
+    if summary["mismatches"]:
+        raise typer.Exit(1)
+
+
+@schemas_app.command("export")
+def schemas_export(out: Annotated[Optional[Path], typer.Option(help="Folder to write to")] = None) -> None:
+    """Write one JSON Schema per event type (check them in: lab vendors validate against them)."""
+    from schemas.export import DEFAULT_DIR, export_schemas
+
+    for path in export_schemas(out or DEFAULT_DIR):
+        console.print(f"wrote {path}")
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Fail when the checked-in JSON Schemas differ from the event classes."""
+    from schemas.export import DEFAULT_DIR, stale_schemas
+
+    stale = stale_schemas(DEFAULT_DIR)
+    if stale:
+        console.print(f"[red]stale schemas:[/] {', '.join(stale)}; run `cact schemas export`")
+        raise typer.Exit(1)
+    console.print("schemas are up to date")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""``cact demo``: a small exam day through the whole pipeline on embedded defaults, then a summary.
+
+Starts what it needs (the embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set, a worker process, a fresh
+SQLite results store), simulates the day, waits until every event has been processed and stored, checks the
+store against what was simulated, and stops everything it started, on Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from producers.emitter import LabEmitter
+from producers.simulator import SimConfig, SimDay, build_day
+from schemas import topics
+from schemas.blueprint import BlueprintRegistry
+from schemas.settings import Settings, settings_env
+from sinks.runner import sink_group
+from sinks.store import ResultsStore
+from streams.broker import EmbeddedBroker, free_port
+from streams.kafka import ensure_topics, wait_until_consumed
+
+
+class WorkerProcess:
+    """A ``cact worker`` child process in its own process group, so stopping it stops all of it."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        env = {**os.environ, **settings_env(settings)}
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+    def kill(self) -> None:
+        """kill -9: what a crashed machine does; used by the crash tests."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def send_day(settings: Settings, day: SimDay, console: Console | None = None) -> None:
+    """Send the schedule first (it exists days before the exam), then the lab events in time order."""
+    with LabEmitter(settings) as emitter, Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=console is None, transient=True,
+    ) as progress:
+        for label, batch in (("schedule", day.schedule), ("lab events", day.lab)):
+            task = progress.add_task(f"sending {label}", total=len(batch))
+            for i, e in enumerate(batch, 1):
+                emitter.send(e)
+                if i % 500 == 0:
+                    progress.update(task, completed=i)
+            emitter.flush()
+            progress.update(task, completed=len(batch))
+        for topic, raw in day.malformed:
+            emitter.send_raw(topic, raw)
+
+
+def consumer_groups(settings: Settings) -> dict[str, list[str]]:
+    return {settings.app_id: [t.name for t in topics.INPUT_TOPICS],
+            sink_group(settings): [t.name for t in topics.OUTPUT_TOPICS]}
+
+
+def compare(day: SimDay, stored: dict[str, Any]) -> list[str]:
+    """What the store must show for this day; each line that does not hold is a failure."""
+    expected = {"participants_scheduled": day.scheduled, "participants_checked_in": day.attended,
+                "no_shows": day.scheduled - day.attended, "participants_scored": day.attended,
+                "results_in_store": day.attended, "deadletters": len(day.malformed)}
+    return [f"{k}: expected {v}, store has {stored.get(k)}" for k, v in expected.items() if stored.get(k) != v]
+
+
+def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: Path, timeout: float = 240) -> dict[str, Any]:
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    started = time.monotonic()
+    with ExitStack() as stack:
+        if not settings.uses_external_kafka:
+            port = free_port()
+            broker = stack.enter_context(EmbeddedBroker(settings.broker_host, port, log_path=workdir / "broker.log"))
+            settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap})
+            console.print(f"[green]✓[/] embedded Kafka-compatible broker (Tansu) on {broker.bootstrap}")
+        settings = settings.model_copy(update={
+            "database_url": f"sqlite:///{workdir / 'results.db'}", "data_dir": workdir / "worker",
+            "worker_web_port": free_port(),
+        })
+        asyncio.run(ensure_topics(settings))
+        worker = WorkerProcess(settings, workdir / "worker.log")
+        stack.callback(worker.stop)
+        console.print(f"[green]✓[/] worker started (pid {worker.proc.pid}, metrics on "
+                      f"http://{settings.worker_web_host}:{settings.worker_web_port}/metrics)")
+        registry = BlueprintRegistry.from_dir(settings.blueprint_dir)
+        day = build_day(cfg, registry)
+        console.print(f"[green]✓[/] simulated exam day: {day.scheduled} participants in "
+                      f"{len({k[0] for k in day.truth})} sessions, {len(day.schedule) + len(day.lab)} events, "
+                      f"{len(day.malformed)} malformed on purpose")
+        send_day(settings, day, console)
+        with console.status("processing: waiting until every event is in the results store…"):
+            asyncio.run(wait_until_consumed(settings, consumer_groups(settings), timeout=timeout))
+        if not worker.alive():
+            raise RuntimeError(f"the worker died; see {workdir / 'worker.log'}")
+        stored = ResultsStore(settings.database_url).summary()
+        summary = {
+            "participants_scheduled": stored["participants_scheduled"],
+            "participants_checked_in": stored["participants_checked_in"],
+            "no_shows": stored["no_shows"],
+            "no_show_rate": stored["no_show_rate"],
+            "participants_scored": stored["results_in_store"],
+            "results_in_store": stored["results_in_store"],
+            "deadletters": stored["deadletters"],
+            "deadletters_by_reason": stored["deadletters_by_reason"],
+            "simulated": day.summary(),
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        summary["mismatches"] = compare(day, summary)
+        return summary
+
+
+def render(summary: dict[str, Any], console: Console) -> None:
+    table = Table(title="CACT demo: exam day summary", show_header=True)
+    table.add_column("measure")
+    table.add_column("in the results store", justify="right")
+    table.add_column("simulated", justify="right")
+    sim = summary["simulated"]
+    rows = [
+        ("participants scheduled", summary["participants_scheduled"], sim["participants_scheduled"]),
+        ("checked in", summary["participants_checked_in"], sim["participants_checked_in"]),
+        ("no-shows", summary["no_shows"], sim["no_shows"]),
+        ("no-show rate", f"{summary['no_show_rate']:.1%}", f"{sim['no_shows'] / max(1, sim['participants_scheduled']):.1%}"),
+        ("participants scored", summary["participants_scored"], sim["participants_checked_in"]),
+        ("dead letters", summary["deadletters"], sim["malformed_events"]),
+    ]
+    for name, got, want in rows:
+        table.add_row(name, str(got), str(want))
+    console.print(table)
+    if summary["deadletters_by_reason"]:
+        console.print("dead letters by reason: " + ", ".join(f"{k}={v}" for k, v in summary["deadletters_by_reason"].items()))
+    if summary["mismatches"]:
+        console.print("[red]✗ the pipeline disagrees with the simulation:[/]\n  " + "\n  ".join(summary["mismatches"]))
+    else:
+        console.print(f"[green]✓ every number agrees with the simulation[/] ({summary['seconds']} s)")

@@ -1,0 +1,375 @@
+"""What the worker does with each schedule or lab event, apart from Kafka and Faust.
+
+State lives in two key-value views (Faust tables in the worker, dicts in unit tests):
+- ``sessions[session_id]``: the session's schedule, its participants, whether its check-in window and the
+  session itself are closed, the latest lab time seen;
+- ``participants[session_id/nip]``: the facts about one participant in one session (scheduled, checked
+  in, answer sheets, autosaved answers) and what has been emitted for them (attendance status, result digest).
+
+Facts are stored as they arrive and everything else is derived from them, so the processor does not care in
+which order the schedule and lab topics are interleaved: a check-in that arrives before the schedule, or a
+sheet that arrives after the session closed, ends in the same place. Emitted events carry deterministic ids,
+so reprocessing after a crash re-emits duplicates the sinks ignore, never different results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from schemas import events as ev
+from schemas.blueprint import BlueprintRegistry
+from schemas.decode import Reason, Rejected
+from schemas.domain import AttendanceStatus as St
+from schemas.domain import Competency, PositionTier, Purpose, Section
+from streams import scoring
+
+PIPELINE_ID = "cact-pipeline"
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AttendancePolicy:
+    """Whether a participant who checks in after the window closes may still sit the test."""
+
+    late_admitted: bool = True
+
+
+def participant_key(session_id: str, nip: str) -> str:
+    return f"{session_id}/{nip}"
+
+
+def _at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:32]
+
+
+class SessionProcessor:
+    def __init__(
+        self,
+        registry: BlueprintRegistry,
+        policy: scoring.ScoringPolicy,
+        sessions: MutableMapping[str, State],
+        participants: MutableMapping[str, State],
+        attendance: AttendancePolicy = AttendancePolicy(),
+    ) -> None:
+        self.registry = registry
+        self.policy = policy
+        self.sessions = sessions
+        self.participants = participants
+        self.attendance = attendance
+
+    # ----------------------------------------------------------------------------------------------
+    # Entry point
+    # ----------------------------------------------------------------------------------------------
+
+    def handle(self, event: ev.Event) -> list[ev.Event]:
+        """Apply one input event; return the events to emit. Raises Rejected for input to dead-letter."""
+        self._out: list[ev.Event] = []
+        self._summary_due: set[str] = set()
+        self._trigger = event
+        handler = getattr(self, f"_on_{type(event).__name__}")
+        handler(event.payload)
+        for session_id in sorted(self._summary_due):
+            self._emit_summary(session_id)
+        return self._out
+
+    # ----------------------------------------------------------------------------------------------
+    # Schedule
+    # ----------------------------------------------------------------------------------------------
+
+    def _session(self, session_id: str) -> State:
+        return self.sessions.get(session_id) or {"meta": None, "nips": [], "window_closed": False,
+                                                 "closed": False, "max_at": None, "closed_by": None}
+
+    def _participant(self, session_id: str, nip: str) -> State:
+        return self.participants.get(participant_key(session_id, nip)) or {
+            "session_id": session_id, "nip": nip, "scheduled": None, "unscheduled": False, "rescheduled_to": None,
+            "checkin": None, "sheets": {}, "autosave": {}, "status": None, "late": False, "result": None,
+        }
+
+    def _on_SessionScheduled(self, p: ev.SessionScheduledPayload) -> None:
+        if self.registry.get(p.blueprint_id) is None:
+            raise Rejected(Reason.UNKNOWN_BLUEPRINT, f"blueprint {p.blueprint_id!r} is not loaded ({', '.join(self.registry.ids())})")
+        s = self._session(p.session_id)
+        s["meta"] = {**p.model_dump(mode="json"), "lab_id": self._trigger.lab_id, "event_id": str(self._trigger.event_id)}
+        if s["max_at"] and _at(s["max_at"]) >= p.checkin_closes_at:
+            s["window_closed"] = True
+        self.sessions[p.session_id] = s
+        self._refresh_session(p.session_id, s)
+
+    def _on_ParticipantScheduled(self, p: ev.ParticipantScheduledPayload) -> None:
+        s = self._session(p.session_id)
+        part = self._participant(p.session_id, p.nip)
+        part["scheduled"] = {
+            "name": p.name, "tier": p.position_tier.value, "event_id": str(self._trigger.event_id),
+            "standard_levels": {c.value: v for c, v in (p.standard_levels or {}).items()} or None,
+            "rescheduled_from": p.rescheduled_from,
+        }
+        part["unscheduled"] = False
+        self._track(s, p.session_id, p.nip)
+        self._refresh(s, part)
+
+    def _on_ParticipantRescheduled(self, p: ev.ParticipantRescheduledPayload) -> None:
+        part = self._participant(p.from_session_id, p.nip)
+        if part["scheduled"] is None:
+            raise Rejected(Reason.UNKNOWN_PARTICIPANT, f"participant is not scheduled in session {p.from_session_id}")
+        s = self._session(p.from_session_id)
+        part["rescheduled_to"] = p.to_session_id
+        self._track(s, p.from_session_id, p.nip)
+        self._refresh(s, part)
+        sched = part["scheduled"]
+        # The move's arrival side belongs to the target session's partition: re-key it there as a schedule event.
+        self._out.append(ev.new_event(
+            ev.ParticipantScheduled, lab_id=PIPELINE_ID, occurred_at=self._trigger.occurred_at,
+            event_id=ev.derived_id("rescheduled", self._trigger.event_id),
+            payload={"session_id": p.to_session_id, "nip": p.nip, "name": sched["name"], "position_tier": sched["tier"],
+                     "standard_levels": sched["standard_levels"], "rescheduled_from": p.from_session_id},
+        ))
+
+    def _on_ParticipantUnscheduled(self, p: ev.ParticipantUnscheduledPayload) -> None:
+        s = self._session(p.session_id)
+        part = self._participant(p.session_id, p.nip)
+        part["unscheduled"] = True
+        self._track(s, p.session_id, p.nip)
+        self._refresh(s, part)
+
+    # ----------------------------------------------------------------------------------------------
+    # Lab
+    # ----------------------------------------------------------------------------------------------
+
+    def _lab_event(self, session_id: str, nip: str | None = None) -> tuple[State, State | None]:
+        """Load the session and participant a lab event touches, and let its time advance the session clock."""
+        s = self._session(session_id)
+        at = self._trigger.occurred_at
+        if s["max_at"] is None or at > _at(s["max_at"]):
+            s["max_at"] = at.isoformat()
+        part = None
+        if nip is not None:
+            part = self._participant(session_id, nip)
+            self._track(s, session_id, nip)
+        return s, part
+
+    def _on_ParticipantCheckedIn(self, p: ev.ParticipantCheckedInPayload) -> None:
+        s, part = self._lab_event(p.session_id, p.nip)
+        assert part is not None
+        at = self._trigger.occurred_at
+        if part["checkin"] is None or at < _at(part["checkin"]["at"]):
+            part["checkin"] = {"at": at.isoformat(), "event_id": str(self._trigger.event_id)}
+        self._refresh(s, part)
+        self._advance_window(s, p.session_id)
+
+    def _on_SectionStarted(self, p: ev.SectionStartedPayload) -> None:
+        s, _ = self._lab_event(p.session_id)
+        self.sessions[p.session_id] = s
+        self._advance_window(s, p.session_id)
+
+    def _on_AnswersSaved(self, p: ev.AnswersSavedPayload) -> None:
+        answers = {a.item_id: a.option for a in p.answers}
+        scoring.check_answers(self.registry, p.section, answers)
+        s, part = self._lab_event(p.session_id, p.nip)
+        assert part is not None
+        at = self._trigger.occurred_at
+        saved = part["autosave"].setdefault(p.section.value, {"answers": {}, "at": at.isoformat(), "event_ids": []})
+        eid = str(self._trigger.event_id)
+        if eid not in saved["event_ids"]:
+            if at >= _at(saved["at"]):
+                saved["answers"].update(answers)
+                saved["at"] = at.isoformat()
+            else:  # an older autosave arriving late must not overwrite newer answers
+                for item, option in answers.items():
+                    saved["answers"].setdefault(item, option)
+            saved["event_ids"].append(eid)
+        self._refresh(s, part)
+        self._advance_window(s, p.session_id)
+
+    def _on_SectionSubmitted(self, p: ev.SectionSubmittedPayload) -> None:
+        answers = {a.item_id: a.option for a in p.answers}
+        scoring.check_answers(self.registry, p.section, answers)
+        s, part = self._lab_event(p.session_id, p.nip)
+        assert part is not None
+        at = self._trigger.occurred_at
+        eid = str(self._trigger.event_id)
+        old = part["sheets"].get(p.section.value)
+        # A section submitted twice: the later occurred_at wins (event id breaks ties, so replays agree).
+        if old is None or (at, eid) > (_at(old["at"]), old["event_id"]):
+            part["sheets"][p.section.value] = {"answers": answers, "completion": p.completion, "at": at.isoformat(), "event_id": eid}
+        self._refresh(s, part)
+        self._advance_window(s, p.session_id)
+
+    def _on_SessionClosed(self, p: ev.SessionClosedPayload) -> None:
+        s, _ = self._lab_event(p.session_id)
+        s["closed"] = True
+        s["window_closed"] = True
+        s["closed_by"] = str(self._trigger.event_id)
+        self.sessions[p.session_id] = s
+        self._refresh_session(p.session_id, s)
+        self._summary_due.add(p.session_id)
+
+    # ----------------------------------------------------------------------------------------------
+    # Derivations
+    # ----------------------------------------------------------------------------------------------
+
+    def _track(self, s: State, session_id: str, nip: str) -> None:
+        if nip not in s["nips"]:
+            s["nips"].append(nip)
+        self.sessions[session_id] = s
+
+    def _advance_window(self, s: State, session_id: str) -> None:
+        """Event time closes the check-in window: the first lab event at or after the closing time."""
+        meta = s["meta"]
+        if meta is None or s["window_closed"] or self._trigger.occurred_at < _at(meta["checkin_closes_at"]):
+            return
+        s["window_closed"] = True
+        self.sessions[session_id] = s
+        self._refresh_session(session_id, s)
+        self._summary_due.add(session_id)
+
+    def _refresh_session(self, session_id: str, s: State) -> None:
+        for nip in s["nips"]:
+            self._refresh(s, self._participant(session_id, nip))
+
+    def status(self, s: State, part: State) -> St | None:
+        if part["rescheduled_to"]:
+            return St.RESCHEDULED
+        if part["unscheduled"]:
+            return St.UNEXPECTED if part["checkin"] else St.UNSCHEDULED
+        if part["scheduled"] is None:
+            return St.UNEXPECTED if part["checkin"] or part["sheets"] else None
+        if part["checkin"] or part["sheets"]:
+            if self._late(s, part) and not self.attendance.late_admitted:
+                return St.NO_SHOW
+            return St.CHECKED_IN
+        return St.NO_SHOW if s["window_closed"] and s["meta"] else St.SCHEDULED
+
+    @staticmethod
+    def _late(s: State, part: State) -> bool:
+        meta, checkin = s["meta"], part["checkin"]
+        return bool(meta and checkin and _at(checkin["at"]) > _at(meta["checkin_closes_at"]))
+
+    def _refresh(self, s: State, part: State) -> None:
+        key = participant_key(part["session_id"], part["nip"])
+        status = self.status(s, part)
+        if status is not None and status != part["status"]:
+            self._emit_attendance(s, part, status)
+            if s["window_closed"]:
+                self._summary_due.add(part["session_id"])
+        self._maybe_score(s, part)
+        self.participants[key] = part
+
+    def _emit_attendance(self, s: State, part: State, status: St) -> None:
+        previous = part["status"]
+        meta = s["meta"] or {}
+        late = self._late(s, part)
+        self._out.append(ev.new_event(
+            ev.AttendanceChanged, lab_id=PIPELINE_ID, occurred_at=self._trigger.occurred_at,
+            event_id=ev.derived_id("attendance", part["session_id"], part["nip"], status, previous, self._trigger.event_id),
+            payload={
+                "session_id": part["session_id"], "activity_id": meta.get("activity_id", "unknown"),
+                "agency_id": meta.get("agency_id", "unknown"), "nip": part["nip"], "status": status, "previous": previous,
+                "late": late, "correction": previous == St.NO_SHOW and status == St.CHECKED_IN,
+                "rescheduled_to": part["rescheduled_to"],
+                "rescheduled_from": (part["scheduled"] or {}).get("rescheduled_from"),
+            },
+        ))
+        part["status"] = status.value
+        part["late"] = late
+
+    def _emit_summary(self, session_id: str) -> None:
+        s = self._session(session_id)
+        meta = s["meta"]
+        if meta is None:
+            return
+        counts = {st: 0 for st in St}
+        for nip in s["nips"]:
+            st = self._participant(session_id, nip)["status"]
+            if st is not None:
+                counts[St(st)] += 1
+        scheduled = counts[St.SCHEDULED] + counts[St.CHECKED_IN] + counts[St.NO_SHOW] + counts[St.RESCHEDULED]
+        summary = {
+            "session_id": session_id, "activity_id": meta["activity_id"], "agency_id": meta["agency_id"],
+            "scheduled": scheduled, "checked_in": counts[St.CHECKED_IN], "no_show": counts[St.NO_SHOW],
+            "rescheduled": counts[St.RESCHEDULED], "unexpected": counts[St.UNEXPECTED],
+            "no_show_rate": round(counts[St.NO_SHOW] / scheduled, 4) if scheduled else 0.0,
+            "final": bool(s["window_closed"]),
+        }
+        self._out.append(ev.new_event(
+            ev.SessionSummary, lab_id=PIPELINE_ID, occurred_at=self._trigger.occurred_at,
+            event_id=ev.derived_id("summary", session_id, _digest(summary)), payload=summary,
+        ))
+
+    # ----------------------------------------------------------------------------------------------
+    # Scoring
+    # ----------------------------------------------------------------------------------------------
+
+    def _maybe_score(self, s: State, part: State) -> None:
+        meta, sched = s["meta"], part["scheduled"]
+        if meta is None or sched is None or part["rescheduled_to"] or part["unscheduled"]:
+            return
+        if part["status"] != St.CHECKED_IN:
+            return
+        blueprint = self.registry.get(meta["blueprint_id"])
+        assert blueprint is not None  # SessionScheduled with an unknown blueprint is dead-lettered
+        wanted = [sec.value for sec in blueprint.section_names]
+        if not s["closed"] and not all(sec in part["sheets"] for sec in wanted):
+            return
+        sheets: dict[Section, scoring.Sheet] = {}
+        provenance = {meta["event_id"], sched["event_id"]}
+        if part["checkin"]:
+            provenance.add(part["checkin"]["event_id"])
+        flags: set[str] = set()
+        times = []
+        for sec in wanted:
+            if sec in part["sheets"]:
+                sheet = part["sheets"][sec]
+                sheets[Section(sec)] = scoring.Sheet(sheet["answers"], sheet["completion"])
+                provenance.add(sheet["event_id"])
+                times.append(sheet["at"])
+                if sheet["completion"] == "timed_out":
+                    flags.add("timed_out")
+            elif sec in part["autosave"]:
+                saved = part["autosave"][sec]
+                sheets[Section(sec)] = scoring.Sheet(saved["answers"], "autosave")
+                provenance.update(saved["event_ids"])
+                times.append(saved["at"])
+                flags.add("scored_from_autosave")
+            else:
+                flags.add("section_missing")
+        tier = PositionTier(sched["tier"])
+        purpose = Purpose(meta["purpose"])
+        overrides = {Competency(c): v for c, v in (sched["standard_levels"] or {}).items()}
+        outcome = scoring.score_participant(blueprint, sheets, tier=tier, purpose=purpose, policy=self.policy,
+                                            standard_overrides=overrides)
+        last = max(times, key=_at) if times else (part["checkin"] or {"at": meta["ends_at"]})["at"]
+        assessed_on = _at(last).date()  # the lab's local date: the offset is kept
+        body = {
+            "result_id": str(ev.derived_id("result", part["nip"], meta["activity_id"])),
+            "nip": part["nip"], "activity_id": meta["activity_id"], "session_id": part["session_id"],
+            "agency_id": meta["agency_id"], "purpose": purpose.value, "position_tier": tier.value,
+            "blueprint_id": blueprint.blueprint_id, "blueprint_version": blueprint.version,
+            "competencies": [scoring.competency_payload(c) for c in outcome.competencies],
+            "jpm": outcome.jpm, "category": outcome.category,
+            "strengths": outcome.strengths, "development_areas": outcome.development_areas,
+            "sections": [scoring.section_payload(x) for x in outcome.sections],
+            "assessed_on": assessed_on.isoformat(),
+            "valid_until": scoring.add_years(assessed_on, self.policy.validity_years).isoformat(),
+            "flags": sorted(flags), "provenance": sorted(provenance),
+        }
+        digest = _digest(body)
+        previous = part["result"]
+        if previous and previous["digest"] == digest:
+            return
+        version = (previous["version"] if previous else 0) + 1
+        part["result"] = {"version": version, "digest": digest}
+        self._out.append(ev.new_event(
+            ev.ParticipantScored, lab_id=PIPELINE_ID, occurred_at=self._trigger.occurred_at,
+            event_id=ev.derived_id("scored", body["result_id"], version), payload={**body, "result_version": version},
+        ))

@@ -1,0 +1,252 @@
+"""Scoring rules for the three CACT sections, as pure functions (no Kafka, no I/O).
+
+Every number a result carries is computed here, so docs/scoring.md can walk through these functions
+with hand-worked examples and an outsider can re-check a result from the answer sheet.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.blueprint import Blueprint, BlueprintRegistry, SectionSpec
+from schemas.decode import Reason, Rejected
+from schemas.domain import SIASN_FIELD, Competency, PositionTier, Purpose, Section
+
+Answers = Mapping[str, str | None]
+
+
+class Band(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    min_jpm: float = Field(ge=0, le=100)
+    label: str
+
+
+class ScoringPolicy(BaseModel):
+    """Rules BKN may change without a release: standards, JPM formula, categories, validity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    standards: dict[PositionTier, int] = Field(
+        default_factory=lambda: {
+            PositionTier.JPT_UTAMA: 5, PositionTier.JPT_MADYA: 5, PositionTier.JPT_PRATAMA: 4,
+            PositionTier.ADMINISTRATOR: 3, PositionTier.PENGAWAS: 2, PositionTier.PELAKSANA: 1,
+            PositionTier.AHLI_UTAMA: 4, PositionTier.AHLI_MADYA: 3, PositionTier.AHLI_MUDA: 2,
+            PositionTier.AHLI_PERTAMA: 1, PositionTier.TERAMPIL: 1,
+        }
+    )
+    jpm_formula: Literal["sum_min", "mean_ratio"] = "sum_min"
+    categories: dict[Purpose, list[Band]] = Field(
+        default_factory=lambda: {
+            Purpose.MAPPING: [Band(min_jpm=90, label="Optimal"), Band(min_jpm=78, label="Cukup Optimal"),
+                              Band(min_jpm=0, label="Kurang Optimal")],
+            Purpose.POSITION_FILLING: [Band(min_jpm=80, label="MS"), Band(min_jpm=68, label="MMS"),
+                                       Band(min_jpm=0, label="KMS")],
+        }
+    )
+    validity_years: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "ScoringPolicy":
+        missing = [t.value for t in PositionTier if t not in self.standards]
+        if missing:
+            raise ValueError(f"standards missing for tiers {missing}")
+        for purpose in Purpose:
+            bands = self.categories.get(purpose)
+            if not bands or min(b.min_jpm for b in bands) != 0:
+                raise ValueError(f"categories for {purpose.value} must include a band starting at 0")
+        return self
+
+    @classmethod
+    def load(cls, path: Path | None) -> "ScoringPolicy":
+        return cls() if path is None else cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+# --------------------------------------------------------------------------------------------------
+# Answer sheets
+# --------------------------------------------------------------------------------------------------
+
+
+def check_answers(registry: BlueprintRegistry, section: Section, answers: Answers) -> None:
+    """Reject a sheet that names items or options the bank does not have: a wrong key cannot be scored."""
+    for item_id, option in answers.items():
+        found = registry.find_item(item_id)
+        if found is None:
+            raise Rejected(Reason.UNKNOWN_ITEM, f"item {item_id!r} is not in any loaded blueprint")
+        if found[0] is not section:
+            raise Rejected(Reason.UNKNOWN_ITEM, f"item {item_id!r} belongs to {found[0].value}, not {section.value}")
+        if option is not None and option not in found[2].options:
+            raise Rejected(Reason.UNKNOWN_OPTION, f"item {item_id!r} has no option {option!r}")
+
+
+def _weight(options: Mapping[str, float], option: str | None) -> float:
+    # Blank, or an option the current key no longer has (after a key correction), scores 0.
+    return options.get(option, 0.0) if option is not None else 0.0
+
+
+def level_for(percent: float, cuts: list[float]) -> int:
+    """Level 1..5: how many cut scores the percent reaches (cuts start at 0, so at least 1)."""
+    return max(1, bisect.bisect_right(cuts, percent + 1e-9))
+
+
+def percent(raw: float, max_raw: float) -> float:
+    return round(100.0 * raw / max_raw, 2) if max_raw else 0.0
+
+
+@dataclass(frozen=True)
+class SectionOutcome:
+    section: Section
+    score: float
+    level: int
+    answered: int
+    items: int
+    completion: str
+    subtests: dict[str, float]
+    competencies: dict[Competency, tuple[float, float]] = field(default_factory=dict)  # raw, max
+
+
+def score_section(spec: SectionSpec, answers: Answers, completion: str) -> SectionOutcome:
+    """Score one section's sheet: sum of chosen option weights, overall, per sub-test and per competency."""
+    raw_total = max_total = 0.0
+    answered = 0
+    subtests: dict[str, float] = {}
+    comp: dict[Competency, list[float]] = {}
+    for sub in spec.subtests:
+        sub_raw = sub_max = 0.0
+        for item in sub.items:
+            option = answers.get(item.item_id)
+            w = _weight(item.options, option)
+            answered += option is not None
+            sub_raw += w
+            sub_max += item.max_weight
+            if item.competency is not None:
+                acc = comp.setdefault(item.competency, [0.0, 0.0])
+                acc[0] += w
+                acc[1] += item.max_weight
+        subtests[sub.code] = percent(sub_raw, sub_max)
+        raw_total += sub_raw
+        max_total += sub_max
+    score = percent(raw_total, max_total)
+    return SectionOutcome(
+        section=spec.section, score=score, level=level_for(score, spec.cut_scores), answered=answered,
+        items=len(spec.items), completion=completion, subtests=subtests,
+        competencies={c: (v[0], v[1]) for c, v in comp.items()},
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Competencies, JPM, category
+# --------------------------------------------------------------------------------------------------
+
+
+def standards_for(policy: ScoringPolicy, tier: PositionTier, overrides: Mapping[Competency, int] | None) -> dict[Competency, int]:
+    base = policy.standards[tier]
+    return {c: (overrides or {}).get(c, base) for c in Competency}
+
+
+def jpm(levels: Mapping[Competency, int], standards: Mapping[Competency, int], formula: str = "sum_min") -> float:
+    """Job Person Match in percent (domain.md §4).
+
+    sum_min: 100 × Σ min(level, standard) / Σ standard;  mean_ratio: mean of min(level/standard, 1) × 100.
+    Levels above the standard do not buy back gaps elsewhere in either formula.
+    """
+    if formula == "sum_min":
+        value = 100.0 * sum(min(levels[c], standards[c]) for c in standards) / sum(standards.values())
+    elif formula == "mean_ratio":
+        value = 100.0 * sum(min(levels[c] / standards[c], 1.0) for c in standards) / len(standards)
+    else:
+        raise ValueError(f"unknown JPM formula {formula!r}")
+    return round(value, 2)
+
+
+def category(value: float, purpose: Purpose, policy: ScoringPolicy) -> str:
+    for band in sorted(policy.categories[purpose], key=lambda b: b.min_jpm, reverse=True):
+        if value >= band.min_jpm:
+            return band.label
+    raise AssertionError("policy guarantees a band at 0")
+
+
+def add_years(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February → 28 February
+        return day.replace(year=day.year + years, day=28)
+
+
+@dataclass(frozen=True)
+class CompetencyOutcome:
+    code: Competency
+    raw: float
+    max_raw: float
+    level: int
+    standard: int
+
+    @property
+    def gap(self) -> int:
+        return self.level - self.standard
+
+
+@dataclass(frozen=True)
+class Outcome:
+    sections: list[SectionOutcome]
+    competencies: list[CompetencyOutcome]
+    jpm: float | None
+    category: str | None
+
+    @property
+    def strengths(self) -> list[Competency]:
+        return [c.code for c in self.competencies if c.gap >= 0]
+
+    @property
+    def development_areas(self) -> list[Competency]:
+        return [c.code for c in self.competencies if c.gap < 0]
+
+
+@dataclass(frozen=True)
+class Sheet:
+    answers: Answers
+    completion: str  # submitted | timed_out | autosave
+
+
+def score_participant(
+    blueprint: Blueprint,
+    sheets: Mapping[Section, Sheet],
+    *,
+    tier: PositionTier,
+    purpose: Purpose,
+    policy: ScoringPolicy,
+    standard_overrides: Mapping[Competency, int] | None = None,
+) -> Outcome:
+    """Score every section of the blueprint; a section with no sheet counts as all blank."""
+    sections = [
+        score_section(spec, sheets[spec.section].answers if spec.section in sheets else {},
+                      sheets[spec.section].completion if spec.section in sheets else "autosave")
+        for spec in blueprint.sections
+    ]
+    mansoskul = next((s for s in sections if s.section is Section.MANSOSKUL), None)
+    if mansoskul is None:
+        return Outcome(sections=sections, competencies=[], jpm=None, category=None)
+    standards = standards_for(policy, tier, standard_overrides)
+    comps = []
+    for code in Competency:
+        raw, max_raw = mansoskul.competencies[code]
+        comps.append(CompetencyOutcome(code, raw, max_raw, level_for(percent(raw, max_raw), blueprint.competency_cut_scores), standards[code]))
+    value = jpm({c.code: c.level for c in comps}, standards, policy.jpm_formula)
+    return Outcome(sections=sections, competencies=comps, jpm=value, category=category(value, purpose, policy))
+
+
+def competency_payload(c: CompetencyOutcome) -> dict:
+    return {"code": c.code, "siasn_field": SIASN_FIELD[c.code], "raw": c.raw, "max_raw": c.max_raw,
+            "level": c.level, "standard": c.standard, "gap": c.gap}
+
+
+def section_payload(s: SectionOutcome) -> dict:
+    return {"section": s.section, "score": s.score, "level": s.level, "answered": s.answered, "items": s.items,
+            "completion": s.completion, "subtests": s.subtests}

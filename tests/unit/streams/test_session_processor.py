@@ -1,0 +1,194 @@
+"""The processor as a test driver: events in, events out, state in plain dicts (no broker)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from producers.simulator import SimConfig, build_day
+from schemas import events as ev
+from schemas.blueprint import BlueprintRegistry
+from schemas.decode import Reason, Rejected, decode_event
+from schemas.domain import AttendanceStatus as St
+from streams.processor import AttendancePolicy, SessionProcessor
+from streams.scoring import ScoringPolicy
+
+WITA = timezone(timedelta(hours=8))
+START = datetime(2026, 11, 3, 8, 0, tzinfo=WITA)
+NIP_A, NIP_B = "199001012015031001", "198505122010012002"
+
+
+@pytest.fixture(scope="module")
+def registry() -> BlueprintRegistry:
+    return BlueprintRegistry.from_dir()
+
+
+def make(registry: BlueprintRegistry, **kw: Any) -> SessionProcessor:
+    return SessionProcessor(registry, ScoringPolicy(), {}, {}, **kw)
+
+
+def run(p: SessionProcessor, events: list[ev.Event]) -> list[ev.Event]:
+    out: list[ev.Event] = []
+    for e in events:
+        out += p.handle(decode_event(e.to_bytes()))  # through the wire format, as in the worker
+    return out
+
+
+def session(blueprint: str = "mansoskul-only") -> ev.Event:
+    return ev.new_event(ev.SessionScheduled, lab_id="kanreg-iv-makassar", occurred_at=START - timedelta(days=1), payload={
+        "session_id": "S1", "activity_id": "A1", "agency_id": "pemkot-makassar", "starts_at": START,
+        "checkin_closes_at": START + timedelta(minutes=30), "ends_at": START + timedelta(hours=3),
+        "blueprint_id": blueprint, "purpose": "mapping"})
+
+
+def scheduled(nip: str, session_id: str = "S1") -> ev.Event:
+    return ev.new_event(ev.ParticipantScheduled, lab_id="kanreg-iv-makassar", occurred_at=START - timedelta(days=1),
+                        payload={"session_id": session_id, "nip": nip, "name": "Dewi", "position_tier": "administrator"})
+
+
+def lab(cls: type[ev.Event], minutes: float, **payload: Any) -> ev.Event:
+    return ev.new_event(cls, lab_id="kanreg-iv-makassar", occurred_at=START + timedelta(minutes=minutes),
+                        payload={"session_id": "S1", **payload})
+
+
+def sheet(registry: BlueprintRegistry, option: str = "A", section: str = "mansoskul") -> list[dict[str, Any]]:
+    bp = registry.get("cact-full")
+    assert bp is not None
+    spec = next(s for s in bp.sections if s.section.value == section)
+    return [{"item_id": i.item_id, "option": option} for i in spec.items]
+
+
+def statuses(out: list[ev.Event]) -> dict[str, str]:
+    return {o.payload.nip: o.payload.status for o in out if isinstance(o, ev.AttendanceChanged)}
+
+
+def results(out: list[ev.Event]) -> list[ev.ParticipantScored]:
+    return [o for o in out if isinstance(o, ev.ParticipantScored)]
+
+
+def test_simulated_day_matches_ground_truth(registry: BlueprintRegistry) -> None:
+    day = build_day(SimConfig(participants=90, seed=7), registry)
+    out = run(make(registry), day.schedule + day.lab)
+    final = {(o.payload.session_id, o.payload.nip): o.payload.status for o in out if isinstance(o, ev.AttendanceChanged)}
+    assert final == {k: (St.CHECKED_IN if t.attended else St.NO_SHOW) for k, t in day.truth.items()}
+    scored = {(r.payload.session_id, r.payload.nip) for r in results(out)}
+    assert scored == {k for k, t in day.truth.items() if t.attended}
+    assert len(results(out)) == len(scored)  # one version each: nothing was resubmitted
+
+
+def test_lab_events_before_the_schedule_end_in_the_same_place(registry: BlueprintRegistry) -> None:
+    day = build_day(SimConfig(participants=40, seed=3), registry)
+    in_order = run(make(registry), day.schedule + day.lab)
+    shuffled = day.schedule + day.lab
+    random.Random(1).shuffle(shuffled)
+    out_of_order = run(make(registry), shuffled)
+    key = lambda r: (r.payload.session_id, r.payload.nip)  # noqa: E731
+    assert {key(r): r.payload.jpm for r in results(in_order)} == {key(r): r.payload.jpm for r in results(out_of_order)}
+    assert statuses(in_order) == statuses(out_of_order)
+
+
+def test_replay_with_state_emits_nothing_new_and_fresh_replay_is_identical(registry: BlueprintRegistry) -> None:
+    day = build_day(SimConfig(participants=30, seed=5), registry)
+    p = make(registry)
+    first = run(p, day.schedule + day.lab)
+    assert [o for o in run(p, day.schedule + day.lab) if not isinstance(o, ev.SessionSummary)] == []
+    again = run(make(registry), day.schedule + day.lab)
+    assert [o.to_bytes() for o in first] == [o.to_bytes() for o in again]  # same ids, same content
+
+
+def test_no_show_declared_when_window_closes_by_event_time_and_corrected_later(registry: BlueprintRegistry) -> None:
+    p = make(registry)
+    out = run(p, [session(), scheduled(NIP_A), scheduled(NIP_B), lab(ev.ParticipantCheckedIn, -10, nip=NIP_A)])
+    assert statuses(out) == {NIP_A: St.CHECKED_IN, NIP_B: St.SCHEDULED}
+    out = run(p, [lab(ev.SectionStarted, 31, nip=NIP_A, section="mansoskul")])  # lab clock passes the close
+    assert statuses(out) == {NIP_B: St.NO_SHOW}
+    summary = [o for o in out if isinstance(o, ev.SessionSummary)][-1].payload
+    assert (summary.scheduled, summary.checked_in, summary.no_show, summary.no_show_rate, summary.final) == (2, 1, 1, 0.5, True)
+    # B's check-in at 08:20 arrives late (lab spool flushed): the no-show is corrected
+    out = run(p, [lab(ev.ParticipantCheckedIn, 20, nip=NIP_B)])
+    change = [o for o in out if isinstance(o, ev.AttendanceChanged)][0].payload
+    assert (change.status, change.previous, change.correction, change.late) == (St.CHECKED_IN, St.NO_SHOW, True, False)
+
+
+def test_late_checkin_admitted_or_refused(registry: BlueprintRegistry) -> None:
+    events = [session(), scheduled(NIP_A), lab(ev.ParticipantCheckedIn, 45, nip=NIP_A)]
+    admitted = statuses(run(make(registry), events))
+    refused = statuses(run(make(registry, attendance=AttendancePolicy(late_admitted=False)), events))
+    assert admitted == {NIP_A: St.CHECKED_IN} and refused == {NIP_A: St.NO_SHOW}
+
+
+def test_unscheduled_checkin_is_flagged_not_dropped(registry: BlueprintRegistry) -> None:
+    out = run(make(registry), [session(), lab(ev.ParticipantCheckedIn, 0, nip=NIP_A)])
+    assert statuses(out) == {NIP_A: St.UNEXPECTED}
+
+
+def test_resubmission_later_occurred_at_wins_in_any_arrival_order(registry: BlueprintRegistry) -> None:
+    early = lab(ev.SectionSubmitted, 100, nip=NIP_A, section="mansoskul", completion="submitted", answers=sheet(registry, "A"))
+    late = lab(ev.SectionSubmitted, 110, nip=NIP_A, section="mansoskul", completion="submitted", answers=sheet(registry, "D"))
+    base = [session(), scheduled(NIP_A), lab(ev.ParticipantCheckedIn, 0, nip=NIP_A)]
+    a = results(run(make(registry), base + [early, late]))
+    b = results(run(make(registry), base + [late, early]))
+    assert a[-1].payload.model_dump(exclude={"result_version"}) == b[-1].payload.model_dump(exclude={"result_version"})
+    assert [r.payload.result_version for r in a] == [1, 2] and [r.payload.result_version for r in b] == [1]
+    assert str(late.event_id) in map(str, a[-1].payload.provenance)
+
+
+def test_section_never_submitted_is_scored_from_autosave_at_close(registry: BlueprintRegistry) -> None:
+    items = sheet(registry, "B")
+    p = make(registry)
+    out = run(p, [session(), scheduled(NIP_A), lab(ev.ParticipantCheckedIn, 0, nip=NIP_A),
+                  lab(ev.AnswersSaved, 60, nip=NIP_A, section="mansoskul", answers=items[:100]),
+                  lab(ev.AnswersSaved, 90, nip=NIP_A, section="mansoskul", answers=items[100:150])])
+    assert results(out) == []
+    out = run(p, [lab(ev.SessionClosed, 180)])
+    (res,) = results(out)
+    assert res.payload.flags == ["scored_from_autosave"]
+    assert res.payload.sections[0].answered == 150 and res.payload.sections[0].completion == "autosave"
+
+
+def test_unknown_item_and_unknown_blueprint_are_rejected(registry: BlueprintRegistry) -> None:
+    p = make(registry)
+    run(p, [session(), scheduled(NIP_A)])
+    with pytest.raises(Rejected) as exc:
+        p.handle(lab(ev.SectionSubmitted, 10, nip=NIP_A, section="mansoskul", completion="submitted",
+                     answers=[{"item_id": "NOT-AN-ITEM", "option": "A"}]))
+    assert exc.value.reason == Reason.UNKNOWN_ITEM
+    with pytest.raises(Rejected) as exc:
+        p.handle(session("no-such-blueprint"))
+    assert exc.value.reason == Reason.UNKNOWN_BLUEPRINT
+
+
+def test_rescheduled_participant_moves_to_the_target_session(registry: BlueprintRegistry) -> None:
+    p = make(registry)
+    run(p, [session(), scheduled(NIP_A)])
+    move = ev.new_event(ev.ParticipantRescheduled, lab_id="bkn-scheduler", occurred_at=START - timedelta(hours=2),
+                        payload={"nip": NIP_A, "from_session_id": "S1", "to_session_id": "S9"})
+    out = run(p, [move])
+    assert statuses(out) == {NIP_A: St.RESCHEDULED}
+    (forward,) = [o for o in out if isinstance(o, ev.ParticipantScheduled)]
+    assert forward.key() == "S9" and forward.payload.rescheduled_from == "S1"
+    assert forward.event_id == ev.derived_id("rescheduled", move.event_id)
+
+
+def test_no_state_write_per_answer(registry: BlueprintRegistry) -> None:
+    """An autosave batch writes the participant's key the same number of times whether it holds 1 or 225 answers."""
+
+    def writes_for(answers: list[dict[str, Any]]) -> int:
+        writes: Counter[str] = Counter()
+
+        class Counting(dict):  # type: ignore[type-arg]
+            def __setitem__(self, k: str, v: Any) -> None:
+                writes[k] += 1
+                super().__setitem__(k, v)
+
+        p = SessionProcessor(registry, ScoringPolicy(), {}, Counting())
+        run(p, [session(), scheduled(NIP_A), lab(ev.AnswersSaved, 10, nip=NIP_A, section="mansoskul", answers=answers)])
+        return writes["S1/" + NIP_A]
+
+    full = sheet(registry)
+    assert len(full) == 225
+    assert writes_for(full) == writes_for(full[:1]) == 2  # once when scheduled, once for the autosave
