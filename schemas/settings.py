@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     batch_max: int = Field(default=500, ge=1, description="Input events processed (and state written) per batch.")
     batch_seconds: float = Field(default=0.05, gt=0, description="Longest wait to fill a batch.")
     commit_interval_seconds: float = Field(default=1.0, gt=0)
+    # A joining worker waits for the group's rebalance timeout on some brokers (Tansu waits it out in full),
+    # and a killed worker's partitions move after the session timeout: both short enough to recover quickly.
+    group_session_timeout_seconds: float = Field(default=10.0, gt=0)
+    group_rebalance_timeout_seconds: float = Field(default=3.0, gt=0)
+    group_heartbeat_seconds: float = Field(default=1.0, gt=0)
     sink_in_worker: bool = Field(default=True, description="Run the results-store sink inside the worker.")
     sink_batch_size: int = Field(default=500, ge=1)
     sink_batch_seconds: float = Field(default=0.5, gt=0)

@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 from faust.types import EventT
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
@@ -49,6 +49,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         processing_guarantee="at_least_once",
         broker_commit_interval=settings.commit_interval_seconds,
+        broker_session_timeout=settings.group_session_timeout_seconds,
+        broker_rebalance_timeout=settings.group_rebalance_timeout_seconds,
+        broker_heartbeat_interval=settings.group_heartbeat_seconds,
         table_standby_replicas=0,
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
@@ -58,8 +61,9 @@ def create_app(settings: Settings) -> faust.App:
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(*(t.name for t in topics.INPUT_TOPICS), **raw)
     outputs = {t.name: app.topic(t.name, **raw) for t in (*topics.OUTPUT_TOPICS, topics.SCHEDULE)}
-    sessions = app.Table("cact-sessions", partitions=settings.topic_partitions, **raw)
-    participants = app.Table("cact-participants", partitions=settings.topic_partitions, **raw)
+    table_schema = faust.Schema(key_type=bytes, value_type=bytes, **raw)  # values are orjson, see state.py
+    sessions = app.Table("cact-sessions", partitions=settings.topic_partitions, schema=table_schema)
+    participants = app.Table("cact-participants", partitions=settings.topic_partitions, schema=table_schema)
 
     async def handle_batch(batch: Sequence[EventT]) -> None:
         started = time.perf_counter()
@@ -105,8 +109,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0],
-                         headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.bytes(generate_latest(), content_type="text/plain")
 
     return app
 
@@ -115,5 +118,6 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run a worker until SIGINT/SIGTERM; Faust handles signals, rebalancing and table recovery."""
     from faust.worker import Worker
 
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -45,6 +45,11 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def check(self, _lag: int = 0) -> None:
+        """Progress callback for wait_until_consumed: stop waiting at once if the worker died."""
+        if not self.alive():
+            raise RuntimeError(f"the worker exited with {self.proc.returncode}; see {self._log.name}")
+
     def stop(self, timeout: float = 20) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -119,7 +124,7 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
                       f"{len(day.malformed)} malformed on purpose")
         send_day(settings, day, console)
         with console.status("processing: waiting until every event is in the results store…"):
-            asyncio.run(wait_until_consumed(settings, consumer_groups(settings), timeout=timeout))
+            asyncio.run(wait_until_consumed(settings, consumer_groups(settings), timeout=timeout, progress=worker.check))
         if not worker.alive():
             raise RuntimeError(f"the worker died; see {workdir / 'worker.log'}")
         stored = ResultsStore(settings.database_url).summary()

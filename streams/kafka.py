@@ -97,20 +97,39 @@ async def ensure_topics(settings: Settings, specs: Sequence[topics.TopicSpec] = 
 
 
 async def partition_counts(settings: Settings, names: Sequence[str]) -> dict[str, int]:
-    consumer = AIOKafkaConsumer(**client_kwargs(settings))
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(names))
+        return {d["topic"]: len(d["partitions"]) for d in described}
+    finally:
+        await admin.close()
+
+
+async def end_offsets(settings: Settings, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    """True high watermarks.
+
+    Tansu answers ListOffsets(latest) with the base offset of the last record batch + 1, which is short by
+    the rest of that batch; reading the last batch and taking its last offset + 1 is right on Tansu and on
+    Apache Kafka alike.
+    """
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
     await consumer.start()
     try:
-        out = {}
-        for name in names:
-            parts = consumer.partitions_for_topic(name)
-            for _ in range(50):
-                if parts:
-                    break
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
-                parts = consumer.partitions_for_topic(name)
-                await asyncio.sleep(0.1)
-            out[name] = len(parts or ())
-        return out
+        reported = await consumer.end_offsets(list(tps))
+        ends = dict(reported)
+        todo = {tp for tp in tps if reported[tp] > 0}
+        if todo:
+            consumer.assign(list(todo))
+            for tp in todo:
+                consumer.seek(tp, reported[tp] - 1)
+            deadline = time.monotonic() + 5
+            while todo and time.monotonic() < deadline:
+                for tp, records in (await consumer.getmany(*todo, timeout_ms=200)).items():
+                    if records:
+                        ends[tp] = max(ends[tp], records[-1].offset + 1)
+                        todo.discard(tp)
+        return ends
     finally:
         await consumer.stop()
 
@@ -127,15 +146,12 @@ async def group_lag(settings: Settings, group_id: str, topic_names: Sequence[str
         tps = [TopicPartition(t, p) for t in topic_names for p in sorted(consumer.partitions_for_topic(t) or ())]
         if not tps:
             return 0
-        ends: Mapping[TopicPartition, int] = await consumer.end_offsets(tps)
         starts: Mapping[TopicPartition, int] = await consumer.beginning_offsets(tps)
-        lag = 0
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            lag += ends[tp] - (committed if committed is not None else starts[tp])
-        return lag
+        committed = {tp: await consumer.committed(tp) for tp in tps}
     finally:
         await consumer.stop()
+    ends = await end_offsets(settings, tps)
+    return sum(ends[tp] - (committed[tp] if committed[tp] is not None else starts[tp]) for tp in tps)
 
 
 async def wait_until_consumed(settings: Settings, groups: Mapping[str, Sequence[str]], *, timeout: float,

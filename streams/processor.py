@@ -265,12 +265,24 @@ class SessionProcessor:
         self._maybe_score(s, part)
         self.participants[key] = part
 
+    def _monotonic(self, state: State, field: str) -> datetime:
+        """The time of a derived event: the trigger's, but never before the last one derived for this key.
+
+        A correction can be triggered by a check-in older than the no-show it corrects; stores keep the
+        latest event per key, so the correction must not look older than what it replaces.
+        """
+        at = self._trigger.occurred_at
+        if state.get(field) and _at(state[field]) > at:
+            at = _at(state[field])
+        state[field] = at.isoformat()
+        return at
+
     def _emit_attendance(self, s: State, part: State, status: St) -> None:
         previous = part["status"]
         meta = s["meta"] or {}
         late = self._late(s, part)
         self._out.append(ev.new_event(
-            ev.AttendanceChanged, lab_id=PIPELINE_ID, occurred_at=self._trigger.occurred_at,
+            ev.AttendanceChanged, lab_id=PIPELINE_ID, occurred_at=self._monotonic(part, "status_at"),
             event_id=ev.derived_id("attendance", part["session_id"], part["nip"], status, previous, self._trigger.event_id),
             payload={
                 "session_id": part["session_id"], "activity_id": meta.get("activity_id", "unknown"),
@@ -301,8 +313,9 @@ class SessionProcessor:
             "no_show_rate": round(counts[St.NO_SHOW] / scheduled, 4) if scheduled else 0.0,
             "final": bool(s["window_closed"]),
         }
+        self.sessions[session_id] = s
         self._out.append(ev.new_event(
-            ev.SessionSummary, lab_id=PIPELINE_ID, occurred_at=self._trigger.occurred_at,
+            ev.SessionSummary, lab_id=PIPELINE_ID, occurred_at=self._monotonic(s, "summary_at"),
             event_id=ev.derived_id("summary", session_id, _digest(summary)), payload=summary,
         ))
 
