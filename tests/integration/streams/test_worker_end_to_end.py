@@ -21,9 +21,8 @@ from sinks.store import ResultsStore
 from streams.demo import WorkerProcess, consumer_groups, send_day
 from streams.kafka import wait_until_consumed
 
-pytestmark = [pytest.mark.broker, pytest.mark.postgres]
-
-
+@pytest.mark.broker
+@pytest.mark.postgres
 def test_worker_scores_tracks_attendance_and_dead_letters(pipeline_kafka: Settings, pg_database: str, tmp_path: Path) -> None:
     settings = pipeline_kafka.model_copy(update={"database_url": pg_database})
     day = build_day(SimConfig(participants=90, seats=30, malformed=3, seed=11), BlueprintRegistry.from_dir())
@@ -50,6 +49,7 @@ def test_worker_scores_tracks_attendance_and_dead_letters(pipeline_kafka: Settin
     assert "cact_events_in_total" in metrics
 
 
+@pytest.mark.broker
 def test_cact_demo_json_agrees_with_the_simulation(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CACT_", "KAFKA_"))}
     proc = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--json", "--participants", "60",
