@@ -21,10 +21,10 @@ from schemas.domain import PositionTier, Purpose, Section
 WIB, WITA, WIT = (timezone(timedelta(hours=h), n) for h, n in ((7, "WIB"), (8, "WITA"), (9, "WIT")))
 
 #: BKN labs: head office, some regional offices (Kanreg) across the three time zones.
-LABS: list[tuple[str, timezone]] = [
-    ("bkn-pusat-jakarta", WIB), ("kanreg-i-yogyakarta", WIB), ("kanreg-ii-surabaya", WIB),
-    ("kanreg-iv-makassar", WITA), ("kanreg-x-denpasar", WITA), ("kanreg-viii-banjarmasin", WITA),
-    ("kanreg-ix-jayapura", WIT), ("kanreg-xiv-manokwari", WIT),
+LABS: list[tuple[str, timezone]] = [  # consecutive sessions rotate through the three time zones
+    ("bkn-pusat-jakarta", WIB), ("kanreg-iv-makassar", WITA), ("kanreg-ix-jayapura", WIT),
+    ("kanreg-ii-surabaya", WIB), ("kanreg-x-denpasar", WITA), ("kanreg-xiv-manokwari", WIT),
+    ("kanreg-i-yogyakarta", WIB), ("kanreg-viii-banjarmasin", WITA),
 ]
 AGENCIES: list[tuple[str, str]] = [
     ("kemenkeu", "Kementerian Keuangan"), ("kemendagri", "Kementerian Dalam Negeri"),

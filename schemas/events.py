@@ -30,8 +30,73 @@ Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-
 ItemId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
+#: Meanings of fields that recur across payloads, so each is documented once (schemas and docs/events.md).
+FIELD_DOCS: dict[str, str] = {
+    "session_id": "The test session (one lab, one time slot).",
+    "activity_id": "The assessment activity (kegiatan) the session belongs to.",
+    "agency_id": "The user agency (instansi) whose participants sit the session.",
+    "agency_name": "Display name of the agency.",
+    "starts_at": "Start of the session, with the lab's UTC offset.",
+    "ends_at": "Planned end of the session.",
+    "purpose": "`mapping` (competency mapping) or `position_filling`: selects the category set.",
+    "seats": "Seats in the lab for this session.",
+    "nip": "The participant's NIP (18 digits, validated).",
+    "name": "The participant's name, for the lab's roster.",
+    "position_tier": "Position tier: sets the default standard level of each competency.",
+    "from_session_id": "The session the participant was scheduled in.",
+    "to_session_id": "The session the participant is moved to.",
+    "reason": "Free-text reason, for operators.",
+    "seat": "Seat or workstation label.",
+    "section": "`mansoskul`, `emerging_skills` or `digital_literacy`.",
+    "completion": "`submitted` by the participant or `timed_out` at the end of the section's time.",
+    "item_id": "Item identifier from the blueprint (never its key).",
+    "code": "Competency code M1-M8, S1.",
+    "siasn_field": "The competency's field name in the SI ASN API.",
+    "raw": "Sum of the chosen options' weights.",
+    "max_raw": "Highest possible raw score.",
+    "level": "Proficiency level 1-5.",
+    "standard": "The position's standard level for this competency.",
+    "gap": "level - standard; >= 0 is a strength.",
+    "score": "Score 0-100.",
+    "answered": "Items answered (not blank).",
+    "items": "Items in the section.",
+    "status": "Attendance status.",
+    "previous": "The status before this change; null for the first.",
+    "late": "Checked in after the check-in window closed.",
+    "rescheduled_to": "Set when moved to another session.",
+    "scheduled": "Participants scheduled (including those rescheduled away).",
+    "checked_in": "Participants checked in.",
+    "no_show": "Scheduled, not checked in when the window closed.",
+    "rescheduled": "Moved to another session.",
+    "unexpected": "Checked in without being scheduled here: for the operator to resolve.",
+    "no_show_rate": "no_show / scheduled.",
+    "source_topic": "Where the rejected message was read.",
+    "source_partition": "Its partition.",
+    "source_offset": "Its offset.",
+    "key_b64": "The original key, base64.",
+    "strengths": "Competencies at or above the standard.",
+    "development_areas": "Competencies below the standard.",
+    "sections": "Score of each section of the blueprint.",
+    "competencies": "The nine competencies.",
+    "category": "Category by purpose (Optimal/Cukup Optimal/Kurang Optimal or MS/MMS/KMS).",
+    "blueprint_version": "Version of the blueprint used.",
+    "assessed_on": "The lab's local date of the last answer sheet.",
+    "valid_until": "Three years after assessed_on.",
+    "answers": "The answers: item id and chosen option (null = blank).",
+    "blueprint_id": "The test blueprint the result was scored with.",
+    "rescheduled_from": "Set when moved here from another session (susulan).",
+    "detail": "Human-readable explanation of the reason.",
+}
+
+
+def _describe_fields(schema: dict[str, Any]) -> None:
+    for name, prop in schema.get("properties", {}).items():
+        if "description" not in prop and FIELD_DOCS.get(name):
+            prop["description"] = FIELD_DOCS[name]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, json_schema_extra=_describe_fields)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,18 +290,24 @@ class Event(_Model):
 
 
 class SessionScheduled(Event):
+    """A test session was planned: where, when, for which agency and activity, with which blueprint."""
+
     topic = topics.SCHEDULE
     event_type: Literal["SessionScheduled"] = "SessionScheduled"
     payload: SessionScheduledPayload
 
 
 class ParticipantScheduled(Event):
+    """A participant is expected in a session."""
+
     topic = topics.SCHEDULE
     event_type: Literal["ParticipantScheduled"] = "ParticipantScheduled"
     payload: ParticipantScheduledPayload
 
 
 class ParticipantRescheduled(Event):
+    """A participant was moved to another session (susulan), possibly of another agency."""
+
     topic = topics.SCHEDULE
     key_field = "from_session_id"
     event_type: Literal["ParticipantRescheduled"] = "ParticipantRescheduled"
@@ -244,42 +315,56 @@ class ParticipantRescheduled(Event):
 
 
 class ParticipantUnscheduled(Event):
+    """A participant is no longer expected in a session; not counted as a no-show."""
+
     topic = topics.SCHEDULE
     event_type: Literal["ParticipantUnscheduled"] = "ParticipantUnscheduled"
     payload: ParticipantUnscheduledPayload
 
 
 class ParticipantCheckedIn(Event):
+    """A participant checked in at the lab."""
+
     topic = topics.LAB
     event_type: Literal["ParticipantCheckedIn"] = "ParticipantCheckedIn"
     payload: ParticipantCheckedInPayload
 
 
 class SectionStarted(Event):
+    """A participant opened a section."""
+
     topic = topics.LAB
     event_type: Literal["SectionStarted"] = "SectionStarted"
     payload: SectionStartedPayload
 
 
 class AnswersSaved(Event):
+    """A batch of autosaved answers: labs batch autosaves, never one message per answer."""
+
     topic = topics.LAB
     event_type: Literal["AnswersSaved"] = "AnswersSaved"
     payload: AnswersSavedPayload
 
 
 class SectionSubmitted(Event):
+    """The final answer sheet of one section, submitted by the participant or at time-out."""
+
     topic = topics.LAB
     event_type: Literal["SectionSubmitted"] = "SectionSubmitted"
     payload: SectionSubmittedPayload
 
 
 class SessionClosed(Event):
+    """The lab closed the session: unsubmitted sections are scored from autosaves."""
+
     topic = topics.LAB
     event_type: Literal["SessionClosed"] = "SessionClosed"
     payload: SessionClosedPayload
 
 
 class ParticipantScored(Event):
+    """A participant's result (one version): levels, JPM, category, section scores, provenance."""
+
     topic = topics.RESULTS
     key_field = "nip"
     event_type: Literal["ParticipantScored"] = "ParticipantScored"
@@ -287,18 +372,24 @@ class ParticipantScored(Event):
 
 
 class AttendanceChanged(Event):
+    """A participant's attendance status in a session changed."""
+
     topic = topics.ATTENDANCE
     event_type: Literal["AttendanceChanged"] = "AttendanceChanged"
     payload: AttendanceChangedPayload
 
 
 class SessionSummary(Event):
+    """Counts and no-show rate of a session; final once the check-in window has closed."""
+
     topic = topics.ATTENDANCE
     event_type: Literal["SessionSummary"] = "SessionSummary"
     payload: SessionSummaryPayload
 
 
 class DeadLettered(Event):
+    """An input message the pipeline could not accept, with the reason and the original bytes."""
+
     topic = topics.DEADLETTER
     key_field = "source_topic"
     event_type: Literal["DeadLettered"] = "DeadLettered"

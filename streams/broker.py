@@ -25,7 +25,11 @@ def free_port() -> int:
 
 def _ready(host: str, port: int) -> bool:
     """A metadata round trip, not just an open port: Tansu listens slightly before it answers."""
+    import logging
+
     from aiokafka import AIOKafkaConsumer
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # "connection refused" is the expected answer here
 
     async def probe() -> bool:
         consumer = AIOKafkaConsumer(bootstrap_servers=f"{host}:{port}", request_timeout_ms=2000,

@@ -95,18 +95,20 @@ def demo(
 @schemas_app.command("export")
 def schemas_export(out: Annotated[Optional[Path], typer.Option(help="Folder to write to")] = None) -> None:
     """Write one JSON Schema per event type (check them in: lab vendors validate against them)."""
-    from schemas.export import DEFAULT_DIR, export_schemas
+    from schemas.export import DEFAULT_DIR, export_schemas, write_doc
 
     for path in export_schemas(out or DEFAULT_DIR):
         console.print(f"wrote {path}")
+    if out is None and write_doc():
+        console.print("updated the field tables in docs/events.md")
 
 
 @schemas_app.command("check")
 def schemas_check() -> None:
     """Fail when the checked-in JSON Schemas differ from the event classes."""
-    from schemas.export import DEFAULT_DIR, stale_schemas
+    from schemas.export import DEFAULT_DIR, doc_is_stale, stale_schemas
 
-    stale = stale_schemas(DEFAULT_DIR)
+    stale = stale_schemas(DEFAULT_DIR) + (["docs/events.md"] if doc_is_stale() else [])
     if stale:
         console.print(f"[red]stale schemas:[/] {', '.join(stale)}; run `cact schemas export`")
         raise typer.Exit(1)
