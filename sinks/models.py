@@ -13,13 +13,18 @@ class Base(DeclarativeBase):
     pass
 
 
-class Result(Base):
-    """One row per result version; exactly one ``current`` row per (nip, activity_id), older ones superseded."""
+class ResultKey:
+    """(nip, activity, version): the business key of a result version and of its detail rows."""
 
-    __tablename__ = "results"
     nip: Mapped[str] = mapped_column(String(18), primary_key=True)
     activity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     result_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class Result(ResultKey, Base):
+    """One row per result version; exactly one ``current`` row per (nip, activity_id), older ones superseded."""
+
+    __tablename__ = "results"
     result_id: Mapped[str] = mapped_column(String(36), index=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
     session_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -38,11 +43,8 @@ class Result(Base):
     status: Mapped[str] = mapped_column(String(16), default="current", index=True)
 
 
-class CompetencyResult(Base):
+class CompetencyResult(ResultKey, Base):
     __tablename__ = "competency_results"
-    nip: Mapped[str] = mapped_column(String(18), primary_key=True)
-    activity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    result_version: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(2), primary_key=True)
     siasn_field: Mapped[str] = mapped_column(String(32))
     raw: Mapped[float] = mapped_column(Float)
@@ -51,11 +53,8 @@ class CompetencyResult(Base):
     gap: Mapped[int] = mapped_column(Integer)
 
 
-class SectionScore(Base):
+class SectionScore(ResultKey, Base):
     __tablename__ = "section_scores"
-    nip: Mapped[str] = mapped_column(String(18), primary_key=True)
-    activity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    result_version: Mapped[int] = mapped_column(Integer, primary_key=True)
     section: Mapped[str] = mapped_column(String(32), primary_key=True)
     score: Mapped[float] = mapped_column(Float)
     level: Mapped[int] = mapped_column(Integer)

@@ -82,8 +82,12 @@ def demo(
     from producers.simulator import SimConfig
     from streams.demo import render, run_demo
 
-    summary = run_demo(get_settings(), SimConfig(participants=participants, seed=seed), console=console,
-                       workdir=workdir)
+    try:
+        summary = run_demo(get_settings(), SimConfig(participants=participants, seed=seed), console=console,
+                           workdir=workdir)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: stopped the worker and the broker the demo had started[/]")
+        raise typer.Exit(130) from None
     if as_json:
         print(json.dumps(summary, indent=None))
     else:
