@@ -149,12 +149,22 @@ SAMPLE_DIR = Path(__file__).parent / "blueprints"
 
 
 class BlueprintRegistry:
-    """All blueprints the worker knows, by id; loaded once at start-up so a bad file stops the worker early."""
+    """All blueprints the worker knows, by id and version; loaded at start-up so a bad file stops it early.
 
-    def __init__(self, blueprints: list[Blueprint]):
-        self._by_id = {b.blueprint_id: b for b in blueprints}
-        if len(self._by_id) != len(blueprints):
-            raise BlueprintError("two blueprint files share a blueprint_id")
+    Several versions of one blueprint may be loaded at once: a corrected key is a new version, and results
+    are rescored against it explicitly (``cact rescore``) while new sessions use the latest version.
+    """
+
+    def __init__(self, blueprints: list[Blueprint], folder: Path | None = None):
+        self.folder = folder
+        self._by_key: dict[tuple[str, str], Blueprint] = {}
+        for bp in blueprints:
+            if (bp.blueprint_id, bp.version) in self._by_key:
+                raise BlueprintError(f"blueprint {bp.blueprint_id} version {bp.version} is defined twice")
+            self._by_key[(bp.blueprint_id, bp.version)] = bp
+        self._latest: dict[str, Blueprint] = {}
+        for bp in sorted(blueprints, key=lambda b: _version_key(b.version)):
+            self._latest[bp.blueprint_id] = bp
         self._items: dict[str, tuple[Section, str, Item]] = {}
         for bp in blueprints:
             self._items.update(bp.item_index)
@@ -165,14 +175,25 @@ class BlueprintRegistry:
         files = sorted(folder.glob("*.json"))
         if not files:
             raise BlueprintError(f"{folder}: no blueprint files (*.json)")
-        return cls([load_blueprint(f) for f in files])
+        return cls([load_blueprint(f) for f in files], folder)
 
-    def get(self, blueprint_id: str) -> Blueprint | None:
-        return self._by_id.get(blueprint_id)
+    def reload(self) -> "BlueprintRegistry":
+        """A fresh registry from the same folder: a corrected key added while the worker runs."""
+        return BlueprintRegistry.from_dir(self.folder)
+
+    def get(self, blueprint_id: str, version: str | None = None) -> Blueprint | None:
+        if version is None:
+            return self._latest.get(blueprint_id)
+        return self._by_key.get((blueprint_id, version))
 
     def ids(self) -> list[str]:
-        return sorted(self._by_id)
+        return sorted(self._latest)
 
     def find_item(self, item_id: str) -> tuple[Section, str, Item] | None:
         """Any blueprint's item: lab events are checked against the whole bank, before the session is known."""
         return self._items.get(item_id)
+
+
+def _version_key(version: str) -> tuple[tuple[int, object], ...]:
+    """'2026.10' sorts after '2026.9': numeric parts compare as numbers."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in version.replace("-", ".").split("."))

@@ -149,6 +149,14 @@ class ParticipantUnscheduledPayload(_Model):
     reason: str = Field(default="", max_length=500)
 
 
+class RescoreRequestedPayload(_Model):
+    session_id: Id
+    activity_id: Id
+    blueprint_id: Id
+    blueprint_version: str = Field(min_length=1, max_length=32, description="The corrected blueprint version to rescore with.")
+    reason: str = Field(default="", max_length=500)
+
+
 class ParticipantCheckedInPayload(_Model):
     session_id: Id
     nip: NIP
@@ -195,6 +203,11 @@ class CompetencyResult(_Model):
     gap: int
 
 
+class SubtestScore(_Model):
+    score: float = Field(ge=0, le=100)
+    level: int = Field(ge=1, le=5)
+
+
 class SectionScore(_Model):
     section: Section
     score: float = Field(ge=0, le=100)
@@ -202,7 +215,7 @@ class SectionScore(_Model):
     answered: int
     items: int
     completion: Literal["submitted", "timed_out", "autosave"]
-    subtests: dict[str, float] = Field(default_factory=dict, description="0-100 score per sub-test.")
+    subtests: dict[str, SubtestScore] = Field(default_factory=dict, description="Score and level per sub-test.")
 
 
 class ParticipantScoredPayload(_Model):
@@ -322,6 +335,14 @@ class ParticipantUnscheduled(Event):
     payload: ParticipantUnscheduledPayload
 
 
+class RescoreRequested(Event):
+    """An operator asks for a session's results to be recomputed with a corrected blueprint version."""
+
+    topic = topics.SCHEDULE
+    event_type: Literal["RescoreRequested"] = "RescoreRequested"
+    payload: RescoreRequestedPayload
+
+
 class ParticipantCheckedIn(Event):
     """A participant checked in at the lab."""
 
@@ -396,14 +417,15 @@ class DeadLettered(Event):
     payload: DeadLetteredPayload
 
 
-SCHEDULE_EVENTS = (SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled)
+SCHEDULE_EVENTS = (SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled,
+                   RescoreRequested)
 LAB_EVENTS = (ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed)
 OUTPUT_EVENTS = (ParticipantScored, AttendanceChanged, SessionSummary, DeadLettered)
 ALL_EVENTS: tuple[type[Event], ...] = SCHEDULE_EVENTS + LAB_EVENTS + OUTPUT_EVENTS
 EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["event_type"].default: cls for cls in ALL_EVENTS}
 
 InputEvent = Union[
-    SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled,
+    SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled, RescoreRequested,
     ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed,
 ]
 

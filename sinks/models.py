@@ -1,16 +1,42 @@
-"""The results store's tables (SQLAlchemy 2). Business keys are the primary keys, so upserts are idempotent."""
+"""The results store's tables (SQLAlchemy 2, typed declarative models; PostgreSQL and SQLite).
+
+Business keys are the primary keys (or unique constraints), so every write of the sink can be an idempotent
+``INSERT … ON CONFLICT`` and a redelivered batch or a full replay of the output topics changes nothing.
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: JSON everywhere, JSONB on PostgreSQL: comparable and indexable there, and key order does not matter.
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+RESULT_STATUSES = ("current", "superseded")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
-    pass
+    """Declarative base: one ``metadata`` for ``create_all`` now and Alembic's autogenerate later."""
 
 
 class ResultKey:
@@ -21,10 +47,27 @@ class ResultKey:
     result_version: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
+def _belongs_to_result(table: str) -> ForeignKeyConstraint:
+    """Detail rows are part of one result version: they cannot exist without it and go with it."""
+    return ForeignKeyConstraint(
+        ["nip", "activity_id", "result_version"],
+        ["results.nip", "results.activity_id", "results.result_version"],
+        name=f"fk_{table}_result",
+        ondelete="CASCADE",
+    )
+
+
 class Result(ResultKey, Base):
-    """One row per result version; exactly one ``current`` row per (nip, activity_id), older ones superseded."""
+    """One row per result version; exactly one ``current`` row per (nip, activity_id), older ones superseded.
+
+    Older versions are kept (not overwritten) because a rescore or resubmission must stay auditable, and the
+    domain rule "the latest result is the one to use" is expressed by ``status``, recomputed by the sink.
+    """
 
     __tablename__ = "results"
+    __table_args__ = (
+        CheckConstraint("status IN ('current', 'superseded')", name="ck_results_status"),
+    )
     result_id: Mapped[str] = mapped_column(String(36), index=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
     session_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -37,14 +80,18 @@ class Result(ResultKey, Base):
     category: Mapped[str | None] = mapped_column(String(32))
     assessed_on: Mapped[date] = mapped_column(Date)
     valid_until: Mapped[date] = mapped_column(Date)
-    flags: Mapped[list[str]] = mapped_column(JSON)
-    provenance: Mapped[list[str]] = mapped_column(JSON)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    flags: Mapped[list[str]] = mapped_column(JsonType)
+    provenance: Mapped[list[str]] = mapped_column(JsonType)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
     status: Mapped[str] = mapped_column(String(16), default="current", index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
 class CompetencyResult(ResultKey, Base):
+    """One competency (M1-M8, S1) of one result version, as SI ASN receives it (``siasn_field``)."""
+
     __tablename__ = "competency_results"
+    __table_args__ = (_belongs_to_result("competency_results"),)
     code: Mapped[str] = mapped_column(String(2), primary_key=True)
     siasn_field: Mapped[str] = mapped_column(String(32))
     raw: Mapped[float] = mapped_column(Float)
@@ -54,7 +101,10 @@ class CompetencyResult(ResultKey, Base):
 
 
 class SectionScore(ResultKey, Base):
+    """The score of one section (Mansoskul, emerging skills, digital literacy) of one result version."""
+
     __tablename__ = "section_scores"
+    __table_args__ = (_belongs_to_result("section_scores"),)
     section: Mapped[str] = mapped_column(String(32), primary_key=True)
     score: Mapped[float] = mapped_column(Float)
     level: Mapped[int] = mapped_column(Integer)
@@ -76,14 +126,17 @@ class Attendance(Base):
     rescheduled_to: Mapped[str | None] = mapped_column(String(64))
     rescheduled_from: Mapped[str | None] = mapped_column(String(64))
     last_event_id: Mapped[str] = mapped_column(String(36))
+    #: ``occurred_at`` of the event the row reflects (UTC): an older event arriving later must not win.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class SessionSummaryRow(Base):
+    """The latest counts of one session, so operators see the no-show rate while check-in is still open."""
+
     __tablename__ = "session_summaries"
     session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    activity_id: Mapped[str] = mapped_column(String(64))
-    agency_id: Mapped[str] = mapped_column(String(64))
+    activity_id: Mapped[str] = mapped_column(String(64), index=True)
+    agency_id: Mapped[str] = mapped_column(String(64), index=True)
     scheduled: Mapped[int] = mapped_column(Integer)
     checked_in: Mapped[int] = mapped_column(Integer)
     no_show: Mapped[int] = mapped_column(Integer)
@@ -91,16 +144,21 @@ class SessionSummaryRow(Base):
     unexpected: Mapped[int] = mapped_column(Integer)
     no_show_rate: Mapped[float] = mapped_column(Float)
     final: Mapped[bool] = mapped_column(Boolean)
+    #: ``occurred_at`` of the summary event (UTC): a stale summary redelivered later must not win.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class DeadLetter(Base):
+    """A rejected input message, once per source position: a reprocessed offset must not count twice."""
+
     __tablename__ = "deadletters"
-    __table_args__ = (UniqueConstraint("source_topic", "source_partition", "source_offset"),)
+    __table_args__ = (
+        UniqueConstraint("source_topic", "source_partition", "source_offset", name="uq_deadletters_source"),
+    )
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     reason: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(String(2000))
-    source_topic: Mapped[str] = mapped_column(String(128))
+    source_topic: Mapped[str] = mapped_column(String(249))  # Kafka's longest topic name
     source_partition: Mapped[int] = mapped_column(Integer)
-    source_offset: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)  # Kafka offsets are 64-bit
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

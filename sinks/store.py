@@ -1,159 +1,254 @@
 """The results store: idempotent, batched upserts of the pipeline's output events (SQLite or PostgreSQL).
 
 A batch is one transaction; every row is keyed by its business key, so redelivering a batch or replaying
-the topics from the start changes nothing.
+the topics from the start changes nothing. Each table gets one statement per batch (executemany, which
+SQLAlchemy turns into multi-row ``INSERT … VALUES``), never a round trip per row: the sink must keep up with
+a national mapping day (tens of thousands of participants) on a single connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    case,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from schemas import events as ev
 from schemas.domain import AttendanceStatus as St
 from sinks import models as m
 
+log = logging.getLogger("cact.sink.store")
+
+#: Statuses of a participant who was, at some point, expected in the session (the no-show rate's denominator).
 SCHEDULED_STATUSES = (St.SCHEDULED, St.CHECKED_IN, St.NO_SHOW, St.RESCHEDULED)
+
+#: Builds the WHERE of ``ON CONFLICT DO UPDATE`` from the ``excluded`` (incoming) row's columns.
+ConflictGuard = Callable[[Any], ColumnElement[bool]]
+
+_ATTENDANCE_COLS = ("activity_id", "agency_id", "status", "late", "rescheduled_to", "rescheduled_from",
+                    "last_event_id", "updated_at")
+_SUMMARY_COLS = ("activity_id", "agency_id", "scheduled", "checked_in", "no_show", "rescheduled", "unexpected",
+                 "no_show_rate", "final", "updated_at")
+_DEADLETTER_COLS = ("reason", "detail", "source_topic", "source_partition", "source_offset")
 
 
 def _utc(at: datetime) -> datetime:
-    """Stored in UTC: SQLite compares timestamps as text, and labs write in three offsets."""
+    """Stored in UTC: SQLite compares timestamps as text, and labs write in three offsets (WIB, WITA, WIT)."""
     return at.astimezone(UTC)
 
 
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
+    """An engine for ``url``; for SQLite, create the file's folder and set pragmas on every connection.
 
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn: Any, _: Any) -> None:  # WAL: the operator page reads while the sink writes
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+    WAL lets the operator page and the demo summary read while the sink writes; ``synchronous=NORMAL`` is
+    durable enough under WAL (a crash loses at most uncommitted work, and Kafka offsets are committed only
+    after the batch), ``busy_timeout`` makes a second writer wait instead of failing, and ``foreign_keys``
+    makes SQLite enforce the detail rows' link to their result as PostgreSQL does.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
 
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    return engine
 
 
 class ResultsStore:
+    """The results store behind one SQLAlchemy URL: batch writes for the sink, small reads for operators."""
+
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        self._insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        self._dialect = self.engine.dialect.name
+        if self._dialect not in ("postgresql", "sqlite"):
+            raise ValueError(f"results store supports PostgreSQL and SQLite, not {self._dialect!r}")
 
     def create_schema(self) -> None:
+        """Create missing tables (idempotent). Stand-in until Alembic migrations take over."""
         m.Base.metadata.create_all(self.engine)
 
     def dispose(self) -> None:
+        """Close pooled connections (the sink calls it on shutdown)."""
         self.engine.dispose()
 
     # ---------------------------------------------------------------------------------------------
     # Writes
     # ---------------------------------------------------------------------------------------------
 
-    def _upsert(self, session: Session, table: Any, rows: list[dict[str, Any]], keys: Sequence[str],
-                update_cols: Iterable[str] | None = None, where: Any = None) -> None:
-        """INSERT … ON CONFLICT (keys) DO UPDATE/NOTHING; the one place that knows both dialects."""
+    def _upsert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
+                keys: Sequence[str] | None = None, update_cols: Sequence[str] | None = None,
+                only_if: ConflictGuard | None = None) -> None:
+        """``INSERT … ON CONFLICT`` for both dialects, executed once for all ``rows`` (executemany).
+
+        The PostgreSQL and SQLite insert constructs share the ``on_conflict_*`` API, so this is the one place
+        that knows there are two dialects. With ``update_cols`` unset the conflict is ignored (rows that never
+        change, such as a result version); with ``keys`` unset too, a conflict on any unique constraint is
+        ignored. ``only_if`` guards the update, e.g. so that an older event never overwrites a newer one.
+        """
         if not rows:
             return
-        stmt = self._insert(table)
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        stmt = insert(table)
         if update_cols is None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys) if keys else None)
         else:
-            stmt = stmt.on_conflict_do_update(index_elements=list(keys),
-                                              set_={c: stmt.excluded[c] for c in update_cols}, where=where)
-        session.execute(stmt, rows)
+            if not keys:
+                raise ValueError("an upsert that updates needs its conflict keys")
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={c: stmt.excluded[c] for c in update_cols},
+                where=only_if(stmt.excluded) if only_if is not None else None,
+            )
+        conn.execute(stmt, list(rows))
 
-    def write_batch(self, batch: Sequence[ev.Event]) -> None:
+    def write_batch(self, events: Sequence[ev.Event]) -> None:
+        """Write a batch of decoded output events in one transaction; a redelivery or replay changes nothing.
+
+        Rows are first reduced per business key in memory, because one multi-row ``ON CONFLICT DO UPDATE``
+        may not touch the same row twice (PostgreSQL refuses it) and because the order inside a batch matters:
+        for attendance and session summaries the latest ``occurred_at`` wins, ties going to the later event.
+        The same rule is enforced against what is already stored, so an older event arriving in a later batch
+        is ignored. Events of other types are logged and skipped: the sink must not wedge on a stray message.
+        """
         results: dict[tuple[str, str, int], ev.ParticipantScored] = {}
         attendance: dict[tuple[str, str], ev.AttendanceChanged] = {}
         summaries: dict[str, ev.SessionSummary] = {}
-        deadletters: dict[str, ev.DeadLettered] = {}
-        for e in batch:
+        deadletters: dict[tuple[str, int, int], ev.DeadLettered] = {}
+        for e in events:
             if isinstance(e, ev.ParticipantScored):
                 p = e.payload
-                results[(p.nip, p.activity_id, p.result_version)] = e
+                results.setdefault((p.nip, p.activity_id, p.result_version), e)  # a version never changes
             elif isinstance(e, ev.AttendanceChanged):
                 k = (e.payload.session_id, e.payload.nip)
                 if k not in attendance or e.occurred_at >= attendance[k].occurred_at:
                     attendance[k] = e
             elif isinstance(e, ev.SessionSummary):
-                k2 = e.payload.session_id
-                if k2 not in summaries or e.occurred_at >= summaries[k2].occurred_at:
-                    summaries[k2] = e
+                s = e.payload.session_id
+                if s not in summaries or e.occurred_at >= summaries[s].occurred_at:
+                    summaries[s] = e
             elif isinstance(e, ev.DeadLettered):
-                deadletters[str(e.event_id)] = e
-        with Session(self.engine) as session, session.begin():
-            self._write_results(session, list(results.values()))
-            self._upsert(session, m.Attendance.__table__, [self._attendance_row(e) for e in attendance.values()],
-                         ["session_id", "nip"],
-                         ["activity_id", "agency_id", "status", "late", "rescheduled_to", "rescheduled_from",
-                          "last_event_id", "updated_at"],
-                         where=m.Attendance.__table__.c.updated_at <= self._excluded_updated_at())
-            self._upsert(session, m.SessionSummaryRow.__table__, [
-                {**e.payload.model_dump(mode="python"), "updated_at": _utc(e.occurred_at)} for e in summaries.values()
-            ], ["session_id"], ["activity_id", "agency_id", "scheduled", "checked_in", "no_show", "rescheduled",
-                                "unexpected", "no_show_rate", "final", "updated_at"],
-                where=m.SessionSummaryRow.__table__.c.updated_at <= self._excluded_updated_at())
-            self._upsert(session, m.DeadLetter.__table__, [
-                {"event_id": str(e.event_id), "occurred_at": _utc(e.occurred_at),
-                 **e.payload.model_dump(include={"reason", "detail", "source_topic", "source_partition", "source_offset"})}
-                for e in deadletters.values()], ["event_id"])
+                d = e.payload
+                deadletters.setdefault((d.source_topic, d.source_partition, d.source_offset), e)
+            else:
+                log.warning("results store ignores %s event %s", e.event_type, e.event_id)
 
-    @staticmethod
-    def _excluded_updated_at() -> Any:
-        return text("excluded.updated_at")
+        with self.engine.begin() as conn:
+            self._write_results(conn, list(results.values()))
+            att = m.Attendance.__table__
+            self._upsert(conn, att, [self._attendance_row(e) for e in attendance.values()],
+                         ["session_id", "nip"], _ATTENDANCE_COLS,
+                         only_if=lambda new: att.c.updated_at <= new.updated_at)
+            summ = m.SessionSummaryRow.__table__
+            self._upsert(conn, summ, [
+                {**e.payload.model_dump(mode="python"), "updated_at": _utc(e.occurred_at)} for e in summaries.values()
+            ], ["session_id"], _SUMMARY_COLS, only_if=lambda new: summ.c.updated_at <= new.updated_at)
+            # No conflict target: a resent event (same event_id) and a reprocessed offset (same source position,
+            # possibly a new event_id) are both duplicates, whichever unique constraint catches them.
+            self._upsert(conn, m.DeadLetter.__table__, [
+                {"event_id": str(e.event_id), "occurred_at": _utc(e.occurred_at),
+                 **e.payload.model_dump(include=set(_DEADLETTER_COLS))}
+                for e in deadletters.values()])
 
     @staticmethod
     def _attendance_row(e: ev.AttendanceChanged) -> dict[str, Any]:
         p = e.payload
         return {"session_id": p.session_id, "nip": p.nip, "activity_id": p.activity_id, "agency_id": p.agency_id,
                 "status": p.status.value, "late": p.late, "rescheduled_to": p.rescheduled_to,
-                "rescheduled_from": p.rescheduled_from, "last_event_id": str(e.event_id), "updated_at": _utc(e.occurred_at)}
+                "rescheduled_from": p.rescheduled_from, "last_event_id": str(e.event_id),
+                "updated_at": _utc(e.occurred_at)}
 
-    def _write_results(self, session: Session, batch: list[ev.ParticipantScored]) -> None:
+    def _write_results(self, conn: Connection, batch: list[ev.ParticipantScored]) -> None:
+        """Insert new result versions with their detail rows, then recompute ``status`` of the touched keys."""
         if not batch:
             return
-        rows, comps, secs = [], [], []
+        created_at = datetime.now(UTC)
+        rows: list[dict[str, Any]] = []
+        comps: list[dict[str, Any]] = []
+        secs: list[dict[str, Any]] = []
         for e in batch:
             p = e.payload
             key = {"nip": p.nip, "activity_id": p.activity_id, "result_version": p.result_version}
             payload = p.model_dump(mode="json")
-            rows.append({**key, "result_id": str(p.result_id), "event_id": str(e.event_id), "session_id": p.session_id,
-                         "agency_id": p.agency_id, "purpose": p.purpose.value, "position_tier": p.position_tier.value,
-                         "blueprint_id": p.blueprint_id, "blueprint_version": p.blueprint_version, "jpm": p.jpm,
-                         "category": p.category, "assessed_on": p.assessed_on, "valid_until": p.valid_until,
-                         "flags": payload["flags"], "provenance": payload["provenance"], "payload": payload,
-                         "status": "current"})
+            rows.append({**key, "result_id": str(p.result_id), "event_id": str(e.event_id),
+                         "session_id": p.session_id, "agency_id": p.agency_id, "purpose": p.purpose.value,
+                         "position_tier": p.position_tier.value, "blueprint_id": p.blueprint_id,
+                         "blueprint_version": p.blueprint_version, "jpm": p.jpm, "category": p.category,
+                         "assessed_on": p.assessed_on, "valid_until": p.valid_until, "flags": payload["flags"],
+                         "provenance": payload["provenance"], "payload": payload, "status": "current",
+                         "created_at": created_at})
             comps += [{**key, "code": c.code.value, "siasn_field": c.siasn_field, "raw": c.raw, "level": c.level,
                        "standard": c.standard, "gap": c.gap} for c in p.competencies]
             secs += [{**key, "section": s.section.value, "score": s.score, "level": s.level, "answered": s.answered,
                       "items": s.items, "completion": s.completion} for s in p.sections]
-        self._upsert(session, m.Result.__table__, rows, ["nip", "activity_id", "result_version"])
-        self._upsert(session, m.CompetencyResult.__table__, comps, ["nip", "activity_id", "result_version", "code"])
-        self._upsert(session, m.SectionScore.__table__, secs, ["nip", "activity_id", "result_version", "section"])
-        # Exactly one current version per (nip, activity): the highest; older ones are kept, superseded.
-        r = m.Result
-        for nip, activity in {(e.payload.nip, e.payload.activity_id) for e in batch}:
-            top = select(func.max(r.result_version)).where(r.nip == nip, r.activity_id == activity).scalar_subquery()
-            session.execute(update(r).where(r.nip == nip, r.activity_id == activity, r.result_version < top,
-                                            r.status != "superseded").values(status="superseded"))
+        self._upsert(conn, m.Result.__table__, rows, ["nip", "activity_id", "result_version"])
+        self._upsert(conn, m.CompetencyResult.__table__, comps, ["nip", "activity_id", "result_version", "code"])
+        self._upsert(conn, m.SectionScore.__table__, secs, ["nip", "activity_id", "result_version", "section"])
+        self._mark_current(conn, {(e.payload.nip, e.payload.activity_id) for e in batch})
+
+    @staticmethod
+    def _mark_current(conn: Connection, touched: set[tuple[str, str]]) -> None:
+        """Exactly one ``current`` version per (nip, activity): the highest; the others become ``superseded``.
+
+        Recomputed from what is stored, not from the batch, so versions arriving out of order (v2 before v1)
+        end the same way. One UPDATE, executed for all touched keys; rows already right are not rewritten.
+        """
+        if not touched:
+            return
+        r = m.Result.__table__
+        newest = r.alias("newest")
+        nip, activity = bindparam("k_nip"), bindparam("k_activity")
+        top = (select(func.max(newest.c.result_version))
+               .where(newest.c.nip == nip, newest.c.activity_id == activity).scalar_subquery())
+        status = case((r.c.result_version == top, literal("current")), else_=literal("superseded"))
+        stmt = (update(r).where(and_(r.c.nip == nip, r.c.activity_id == activity, r.c.status != status))
+                .values(status=status))
+        conn.execute(stmt, [{"k_nip": n, "k_activity": a} for n, a in sorted(touched)])
 
     # ---------------------------------------------------------------------------------------------
     # Reads
     # ---------------------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
+        """Totals for the demo and operators: attendance, the live no-show rate, results and dead letters."""
         a = m.Attendance
         with Session(self.engine) as s:
-            by_status = dict(s.execute(select(a.status, func.count()).group_by(a.status)).all())
+            by_status: dict[str, int] = {k: n for k, n in s.execute(select(a.status, func.count()).group_by(a.status))}
             results = s.scalar(select(func.count()).select_from(m.Result).where(m.Result.status == "current")) or 0
-            dl = dict(s.execute(select(m.DeadLetter.reason, func.count()).group_by(m.DeadLetter.reason)).all())
+            dl: dict[str, int] = {k: n for k, n in s.execute(
+                select(m.DeadLetter.reason, func.count()).group_by(m.DeadLetter.reason))}
         scheduled = sum(by_status.get(x.value, 0) for x in SCHEDULED_STATUSES)
         no_shows = by_status.get(St.NO_SHOW.value, 0)
         return {
@@ -169,5 +264,21 @@ class ResultsStore:
         }
 
     def current_results(self) -> list[dict[str, Any]]:
+        """The ParticipantScored payload (JSON form) of every current result, ordered by NIP and activity."""
+        r = m.Result
         with Session(self.engine) as s:
-            return [row.payload for row in s.scalars(select(m.Result).where(m.Result.status == "current"))]
+            return list(s.scalars(select(r.payload).where(r.status == "current").order_by(r.nip, r.activity_id)))
+
+    def sessions_of_activity(self, activity_id: str) -> list[str]:
+        """Sessions with attendance in the activity: what a rescore of the activity has to cover."""
+        a = m.Attendance
+        with Session(self.engine) as s:
+            return sorted(s.scalars(select(a.session_id).where(a.activity_id == activity_id).distinct()))
+
+    def current_versions(self, activity_id: str) -> dict[str, tuple[int, str]]:
+        """nip → (result_version, blueprint_version) of each current result in the activity."""
+        r = m.Result
+        with Session(self.engine) as s:
+            rows = s.execute(select(r.nip, r.result_version, r.blueprint_version)
+                             .where(r.activity_id == activity_id, r.status == "current"))
+            return {nip: (version, bpv) for nip, version, bpv in rows}

@@ -33,7 +33,7 @@ log = logging.getLogger("cact.worker")
 
 
 def create_app(settings: Settings) -> faust.App:
-    registry = BlueprintRegistry.from_dir(settings.blueprint_dir)
+    blueprints = {"current": BlueprintRegistry.from_dir(settings.blueprint_dir)}
     policy = ScoringPolicy.load(settings.scoring_policy)
     attendance = AttendancePolicy(late_admitted=settings.late_checkin_admitted)
 
@@ -45,6 +45,10 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         topic_disable_leader=True,
+        # Tables hold JSON (str keys, dict values). Faust's recovery decodes changelogs with these app-wide
+        # defaults whatever a table's schema says, so they must be the tables' codec; topics say "raw" explicitly.
+        key_serializer="json",
+        value_serializer="json",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         processing_guarantee="at_least_once",
@@ -61,14 +65,14 @@ def create_app(settings: Settings) -> faust.App:
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(*(t.name for t in topics.INPUT_TOPICS), **raw)
     outputs = {t.name: app.topic(t.name, **raw) for t in (*topics.OUTPUT_TOPICS, topics.SCHEDULE)}
-    table_schema = faust.Schema(key_type=bytes, value_type=bytes, **raw)  # values are orjson, see state.py
-    sessions = app.Table("cact-sessions", partitions=settings.topic_partitions, schema=table_schema)
-    participants = app.Table("cact-participants", partitions=settings.topic_partitions, schema=table_schema)
+    sessions = app.Table("cact-sessions", partitions=settings.topic_partitions)
+    participants = app.Table("cact-participants", partitions=settings.topic_partitions)
 
     async def handle_batch(batch: Sequence[EventT]) -> None:
         started = time.perf_counter()
         session_view, participant_view = TableOverlay(sessions), TableOverlay(participants)
-        processor = SessionProcessor(registry, policy, session_view, participant_view, attendance)
+        processor = SessionProcessor(blueprints["current"], policy, session_view, participant_view, attendance,
+                                     reload=blueprints["current"].reload)
         out: list[Event] = []
         for event in batch:
             msg = event.message
@@ -91,6 +95,7 @@ def create_app(settings: Settings) -> faust.App:
             await asyncio.gather(*pending)
         for o in out:
             metrics.EMITTED.labels(event_type=o.event_type).inc()
+        blueprints["current"] = processor.registry  # keeps a key correction loaded by a rescore
         written = session_view.flush() + participant_view.flush()
         metrics.STATE_WRITES.inc(written)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)

@@ -96,6 +96,44 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def rescore(
+    activity: Annotated[str, typer.Option(help="Activity (kegiatan) whose results to recompute")],
+    blueprint: Annotated[Path, typer.Option(help="The corrected blueprint file (a new version)")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail")] = "item key corrected",
+    wait_seconds: Annotated[float, typer.Option(help="How long to wait for the new versions (0: don't)")] = 300,
+) -> None:
+    """Recompute an activity's results with a corrected blueprint; older versions stay, marked superseded."""
+    from rich.table import Table
+
+    from schemas.blueprint import BlueprintError
+    from streams import rescore as rs
+
+    s = get_settings()
+    try:
+        plan = rs.plan(s, activity, blueprint)
+    except (BlueprintError, rs.RescoreError) as exc:
+        console.print(f"[red]cannot rescore:[/] {exc}")
+        raise typer.Exit(2) from None
+    rs.request(s, activity, plan, reason)
+    console.print(f"asked the workers to rescore {len(plan.before)} results in {len(plan.sessions)} sessions "
+                  f"with {plan.blueprint.blueprint_id} {plan.blueprint.version}")
+    if wait_seconds <= 0:
+        return
+    try:
+        after = rs.wait(s, activity, plan, console, wait_seconds)
+    except rs.RescoreError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    table = Table(title=f"rescored activity {activity}")
+    for col in ("results", "blueprint version before", "after", "new result versions"):
+        table.add_column(col)
+    olds = sorted({v[1] for v in plan.before.values()})
+    table.add_row(str(len(after)), ", ".join(olds), plan.blueprint.version,
+                  str(sum(1 for n in plan.before if after[n][0] > plan.before[n][0])))
+    Console().print(table)
+
+
 @schemas_app.command("export")
 def schemas_export(out: Annotated[Optional[Path], typer.Option(help="Folder to write to")] = None) -> None:
     """Write one JSON Schema per event type (check them in: lab vendors validate against them)."""

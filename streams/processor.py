@@ -15,7 +15,7 @@ so reprocessing after a crash re-emits duplicates the sinks ignore, never differ
 from __future__ import annotations
 
 import hashlib
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,8 +60,10 @@ class SessionProcessor:
         sessions: MutableMapping[str, State],
         participants: MutableMapping[str, State],
         attendance: AttendancePolicy = AttendancePolicy(),
+        reload: Callable[[], BlueprintRegistry] | None = None,
     ) -> None:
         self.registry = registry
+        self.reload = reload
         self.policy = policy
         self.sessions = sessions
         self.participants = participants
@@ -100,7 +102,9 @@ class SessionProcessor:
         if self.registry.get(p.blueprint_id) is None:
             raise Rejected(Reason.UNKNOWN_BLUEPRINT, f"blueprint {p.blueprint_id!r} is not loaded ({', '.join(self.registry.ids())})")
         s = self._session(p.session_id)
-        s["meta"] = {**p.model_dump(mode="json"), "lab_id": self._trigger.lab_id, "event_id": str(self._trigger.event_id)}
+        version = (s["meta"] or {}).get("blueprint_version") or self.registry.get(p.blueprint_id).version  # type: ignore[union-attr]
+        s["meta"] = {**p.model_dump(mode="json"), "lab_id": self._trigger.lab_id, "event_id": str(self._trigger.event_id),
+                     "blueprint_version": version}  # a session keeps the key it was scheduled with
         if s["max_at"] and _at(s["max_at"]) >= p.checkin_closes_at:
             s["window_closed"] = True
         self.sessions[p.session_id] = s
@@ -141,6 +145,22 @@ class SessionProcessor:
         part["unscheduled"] = True
         self._track(s, p.session_id, p.nip)
         self._refresh(s, part)
+
+    def _on_RescoreRequested(self, p: ev.RescoreRequestedPayload) -> None:
+        s = self._session(p.session_id)
+        meta = s["meta"]
+        if meta is None or meta["activity_id"] != p.activity_id:
+            raise Rejected(Reason.UNKNOWN_SESSION, f"session {p.session_id} is not scheduled in activity {p.activity_id}")
+        if meta["blueprint_id"] != p.blueprint_id:
+            raise Rejected(Reason.UNKNOWN_BLUEPRINT, f"session {p.session_id} uses {meta['blueprint_id']}, not {p.blueprint_id}")
+        if self.registry.get(p.blueprint_id, p.blueprint_version) is None and self.reload is not None:
+            self.registry = self.reload()  # the corrected file was added after the worker started
+        if self.registry.get(p.blueprint_id, p.blueprint_version) is None:
+            raise Rejected(Reason.UNKNOWN_BLUEPRINT, f"blueprint {p.blueprint_id} version {p.blueprint_version} is not loaded")
+        meta["blueprint_version"] = p.blueprint_version
+        meta["rescore_event_id"] = str(self._trigger.event_id)
+        self.sessions[p.session_id] = s
+        self._refresh_session(p.session_id, s)
 
     # ----------------------------------------------------------------------------------------------
     # Lab
@@ -329,13 +349,15 @@ class SessionProcessor:
             return
         if part["status"] != St.CHECKED_IN:
             return
-        blueprint = self.registry.get(meta["blueprint_id"])
-        assert blueprint is not None  # SessionScheduled with an unknown blueprint is dead-lettered
+        blueprint = self.registry.get(meta["blueprint_id"], meta["blueprint_version"])
+        assert blueprint is not None  # SessionScheduled/RescoreRequested with an unknown blueprint are dead-lettered
         wanted = [sec.value for sec in blueprint.section_names]
         if not s["closed"] and not all(sec in part["sheets"] for sec in wanted):
             return
         sheets: dict[Section, scoring.Sheet] = {}
         provenance = {meta["event_id"], sched["event_id"]}
+        if meta.get("rescore_event_id"):
+            provenance.add(meta["rescore_event_id"])
         if part["checkin"]:
             provenance.add(part["checkin"]["event_id"])
         flags: set[str] = set()

@@ -108,7 +108,7 @@ class SectionOutcome:
     answered: int
     items: int
     completion: str
-    subtests: dict[str, float]
+    subtests: dict[str, tuple[float, int]]  # code → (score, level)
     competencies: dict[Competency, tuple[float, float]] = field(default_factory=dict)  # raw, max
 
 
@@ -116,7 +116,7 @@ def score_section(spec: SectionSpec, answers: Answers, completion: str) -> Secti
     """Score one section's sheet: sum of chosen option weights, overall, per sub-test and per competency."""
     raw_total = max_total = 0.0
     answered = 0
-    subtests: dict[str, float] = {}
+    subtests: dict[str, tuple[float, int]] = {}
     comp: dict[Competency, list[float]] = {}
     for sub in spec.subtests:
         sub_raw = sub_max = 0.0
@@ -130,7 +130,8 @@ def score_section(spec: SectionSpec, answers: Answers, completion: str) -> Secti
                 acc = comp.setdefault(item.competency, [0.0, 0.0])
                 acc[0] += w
                 acc[1] += item.max_weight
-        subtests[sub.code] = percent(sub_raw, sub_max)
+        sub_score = percent(sub_raw, sub_max)
+        subtests[sub.code] = (sub_score, level_for(sub_score, spec.cut_scores))
         raw_total += sub_raw
         max_total += sub_max
     score = percent(raw_total, max_total)
@@ -249,4 +250,4 @@ def competency_payload(c: CompetencyOutcome) -> dict:
 
 def section_payload(s: SectionOutcome) -> dict:
     return {"section": s.section, "score": s.score, "level": s.level, "answered": s.answered, "items": s.items,
-            "completion": s.completion, "subtests": s.subtests}
+            "completion": s.completion, "subtests": {k: {"score": v[0], "level": v[1]} for k, v in s.subtests.items()}}

@@ -32,8 +32,9 @@ class TableOverlay(MutableMapping[str, dict[str, Any]]):
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         if key not in self._cache:
-            raw = self._table.get(key.encode())
-            self._cache[key] = orjson.loads(raw) if raw is not None else None
+            stored = self._table.get(key)
+            # A private copy: the table's in-memory value must not change before the batch's outputs are acked.
+            self._cache[key] = orjson.loads(orjson.dumps(stored)) if stored is not None else None
         value = self._cache[key]
         return default if value is None else value
 
@@ -56,7 +57,7 @@ class TableOverlay(MutableMapping[str, dict[str, Any]]):
         for key, event in self._dirty.items():
             token = _current_event.set(weakref.ref(event))
             try:
-                self._table[key.encode()] = orjson.dumps(self._cache[key])
+                self._table[key] = self._cache[key]
             finally:
                 _current_event.reset(token)
         written = len(self._dirty)

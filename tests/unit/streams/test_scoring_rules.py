@@ -65,7 +65,7 @@ def test_section_score_blanks_and_subtests() -> None:
     spec = bp.section(Section.EMERGING_SKILLS)
     assert spec is not None
     out = scoring.score_section(spec, {"ES-1-1": "A", "ES-1-2": None, "ES-2-1": "A", "ES-2-2": "B"}, "submitted")
-    assert out.subtests == {"ES-1": 50.0, "ES-2": 50.0}
+    assert out.subtests == {"ES-1": (50.0, 2), "ES-2": (50.0, 2)}
     assert (out.score, out.level, out.answered, out.items) == (50.0, 2, 3, 4)
 
 

@@ -192,3 +192,52 @@ def test_no_state_write_per_answer(registry: BlueprintRegistry) -> None:
     full = sheet(registry)
     assert len(full) == 225
     assert writes_for(full) == writes_for(full[:1]) == 2  # once when scheduled, once for the autosave
+
+
+def corrected(registry: BlueprintRegistry, version: str = "2026.2") -> BlueprintRegistry:
+    """The sample bank with the key of item MSK-M1-001 corrected: option A now weighs 4."""
+    bp = registry.get("mansoskul-only")
+    assert bp is not None
+    data = bp.model_dump(mode="json")
+    data["version"] = version
+    item = data["sections"][0]["subtests"][0]["items"][0]
+    assert item["item_id"] == "MSK-M1-001" and item["options"]["A"] != 4
+    item["options"] = {k: (4 if k == "A" else min(v, 3)) for k, v in item["options"].items()}
+    fixed = type(bp).model_validate(data)
+    return BlueprintRegistry([registry.get("cact-full"), registry.get("mansoskul-only"), fixed])  # type: ignore[list-item]
+
+
+def rescore(version: str) -> ev.Event:
+    return ev.new_event(ev.RescoreRequested, lab_id="bkn-operator", occurred_at=START + timedelta(days=2),
+                        payload={"session_id": "S1", "activity_id": "A1", "blueprint_id": "mansoskul-only",
+                                 "blueprint_version": version, "reason": "key of MSK-M1-001 corrected"})
+
+
+def test_rescore_with_a_corrected_key_emits_a_new_version(registry: BlueprintRegistry) -> None:
+    sheet_a = sheet(registry, "A")
+    p = make(registry)
+    first = results(run(p, [session(), scheduled(NIP_A), lab(ev.ParticipantCheckedIn, 0, nip=NIP_A),
+                            lab(ev.SectionSubmitted, 100, nip=NIP_A, section="mansoskul", completion="submitted",
+                                answers=sheet_a)]))
+    assert [r.payload.result_version for r in first] == [1]
+    with pytest.raises(Rejected) as exc:  # the worker has not got the corrected file yet
+        p.handle(rescore("2026.2"))
+    assert exc.value.reason == Reason.UNKNOWN_BLUEPRINT
+
+    p.reload = lambda: corrected(registry)
+    req = rescore("2026.2")
+    (again,) = results(run(p, [req]))
+    m1 = lambda r: next(c for c in r.payload.competencies if c.code.value == "M1")  # noqa: E731
+    assert again.payload.result_version == 2 and again.payload.blueprint_version == "2026.2"
+    assert m1(again).raw > m1(first[0]).raw  # A now carries the full weight on the corrected item
+    assert req.event_id in again.payload.provenance
+    assert again.payload.result_id == first[0].payload.result_id
+    assert results(run(p, [req])) == []  # the same request again changes nothing
+
+
+def test_sessions_keep_the_key_they_were_scheduled_with(registry: BlueprintRegistry) -> None:
+    p = make(corrected(registry))  # 2026.2 is the latest: new sessions take it
+    out = results(run(p, [session(), scheduled(NIP_A), lab(ev.ParticipantCheckedIn, 0, nip=NIP_A),
+                          lab(ev.SectionSubmitted, 100, nip=NIP_A, section="mansoskul", completion="submitted",
+                              answers=sheet(registry))]))
+    assert out[0].payload.blueprint_version == "2026.2"
