@@ -134,6 +134,8 @@ class ParticipantScheduledPayload(_Model):
     rescheduled_from: Id | None = Field(
         default=None, description="Set when the participant was moved here from another session (susulan)."
     )
+    home_agency_id: Id | None = Field(default=None, description="With rescheduled_from: the agency the participant belongs to.")
+    home_activity_id: Id | None = Field(default=None, description="With rescheduled_from: the activity the participant belongs to.")
 
 
 class ParticipantRescheduledPayload(_Model):
@@ -193,6 +195,11 @@ class SessionClosedPayload(_Model):
     session_id: Id
 
 
+class CheckinWindowClosedPayload(_Model):
+    session_id: Id
+    reason: Literal["wall_clock"] = Field(default="wall_clock", description="Why the pipeline closed the window.")
+
+
 class CompetencyResult(_Model):
     code: Competency
     siasn_field: str
@@ -243,8 +250,9 @@ class ParticipantScoredPayload(_Model):
 
 class AttendanceChangedPayload(_Model):
     session_id: Id
-    activity_id: Id
-    agency_id: Id
+    activity_id: Id = Field(description="The participant's own activity (for a susulan arrival: the home activity).")
+    agency_id: Id = Field(description="The participant's own agency (for a susulan arrival: the home agency).")
+    lab_id: Id = Field(description="The lab of the session.")
     nip: NIP
     status: AttendanceStatus
     previous: AttendanceStatus | None
@@ -258,6 +266,12 @@ class SessionSummaryPayload(_Model):
     session_id: Id
     activity_id: Id
     agency_id: Id
+    lab_id: Id
+    starts_at: AwareDatetime
+    checkin_closes_at: AwareDatetime
+    ends_at: AwareDatetime
+    closed: bool = Field(description="The lab closed the session.")
+    closed_by_wall_clock: bool = Field(description="The check-in window was closed by the wall-clock fallback (lab silent).")
     scheduled: int
     checked_in: int
     no_show: int
@@ -375,6 +389,14 @@ class SectionSubmitted(Event):
     payload: SectionSubmittedPayload
 
 
+class CheckinWindowClosed(Event):
+    """The pipeline closed a check-in window by the wall clock because the session's lab went silent."""
+
+    topic = topics.LAB
+    event_type: Literal["CheckinWindowClosed"] = "CheckinWindowClosed"
+    payload: CheckinWindowClosedPayload
+
+
 class SessionClosed(Event):
     """The lab closed the session: unsubmitted sections are scored from autosaves."""
 
@@ -419,14 +441,14 @@ class DeadLettered(Event):
 
 SCHEDULE_EVENTS = (SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled,
                    RescoreRequested)
-LAB_EVENTS = (ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed)
+LAB_EVENTS = (ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed, CheckinWindowClosed)
 OUTPUT_EVENTS = (ParticipantScored, AttendanceChanged, SessionSummary, DeadLettered)
 ALL_EVENTS: tuple[type[Event], ...] = SCHEDULE_EVENTS + LAB_EVENTS + OUTPUT_EVENTS
 EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["event_type"].default: cls for cls in ALL_EVENTS}
 
 InputEvent = Union[
     SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled, RescoreRequested,
-    ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed,
+    ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed, CheckinWindowClosed,
 ]
 
 E = TypeVar("E", bound=Event)

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     sink_batch_seconds: float = Field(default=0.5, gt=0)
     late_checkin_admitted: bool = Field(default=True, description="Admit a check-in after the window closes.")
 
+    # --- Attendance monitoring -------------------------------------------------------------------
+    noshow_threshold: float = Field(default=0.15, ge=0, le=1, description="No-show rate highlighted for operators.")
+    lab_silent_after_seconds: float = Field(default=600, gt=0, description="A lab with a session in progress is silent after this.")
+    wall_clock_lag_seconds: float = Field(
+        default=900, gt=0,
+        description="Close a check-in window by the wall clock when its lab has sent nothing this long after it.")
+    window_check_seconds: float = Field(default=5, gt=0, description="How often the wall-clock fallback looks.")
+
     # --- Stores --------------------------------------------------------------------------------
     database_url: str = Field(
         default=f"sqlite:///{DEFAULT_HOME / 'results.db'}",

@@ -45,9 +45,10 @@ SCHEDULED_STATUSES = (St.SCHEDULED, St.CHECKED_IN, St.NO_SHOW, St.RESCHEDULED)
 #: Builds the WHERE of ``ON CONFLICT DO UPDATE`` from the ``excluded`` (incoming) row's columns.
 ConflictGuard = Callable[[Any], ColumnElement[bool]]
 
-_ATTENDANCE_COLS = ("activity_id", "agency_id", "status", "late", "rescheduled_to", "rescheduled_from",
+_ATTENDANCE_COLS = ("activity_id", "agency_id", "lab_id", "status", "late", "rescheduled_to", "rescheduled_from",
                     "last_event_id", "updated_at")
-_SUMMARY_COLS = ("activity_id", "agency_id", "scheduled", "checked_in", "no_show", "rescheduled", "unexpected",
+_SUMMARY_COLS = ("activity_id", "agency_id", "lab_id", "starts_at", "checkin_closes_at", "ends_at", "closed",
+                 "closed_by_wall_clock", "scheduled", "checked_in", "no_show", "rescheduled", "unexpected",
                  "no_show_rate", "final", "updated_at")
 _DEADLETTER_COLS = ("reason", "detail", "source_topic", "source_partition", "source_offset")
 
@@ -173,7 +174,9 @@ class ResultsStore:
                          only_if=lambda new: att.c.updated_at <= new.updated_at)
             summ = m.SessionSummaryRow.__table__
             self._upsert(conn, summ, [
-                {**e.payload.model_dump(mode="python"), "updated_at": _utc(e.occurred_at)} for e in summaries.values()
+                {**e.payload.model_dump(mode="python"), "starts_at": _utc(e.payload.starts_at),
+                 "checkin_closes_at": _utc(e.payload.checkin_closes_at), "ends_at": _utc(e.payload.ends_at),
+                 "updated_at": _utc(e.occurred_at)} for e in summaries.values()
             ], ["session_id"], _SUMMARY_COLS, only_if=lambda new: summ.c.updated_at <= new.updated_at)
             # No conflict target: a resent event (same event_id) and a reprocessed offset (same source position,
             # possibly a new event_id) are both duplicates, whichever unique constraint catches them.
@@ -186,7 +189,7 @@ class ResultsStore:
     def _attendance_row(e: ev.AttendanceChanged) -> dict[str, Any]:
         p = e.payload
         return {"session_id": p.session_id, "nip": p.nip, "activity_id": p.activity_id, "agency_id": p.agency_id,
-                "status": p.status.value, "late": p.late, "rescheduled_to": p.rescheduled_to,
+                "lab_id": p.lab_id, "status": p.status.value, "late": p.late, "rescheduled_to": p.rescheduled_to,
                 "rescheduled_from": p.rescheduled_from, "last_event_id": str(e.event_id),
                 "updated_at": _utc(e.occurred_at)}
 

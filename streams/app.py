@@ -28,12 +28,23 @@ from streams.kafka import faust_broker_kwargs
 from streams.processor import AttendancePolicy, SessionProcessor
 from streams.scoring import ScoringPolicy
 from streams.state import TableOverlay
+from sinks.attendance_view import attendance_overview
+from sinks.store import ResultsStore
+from schemas.events import CheckinWindowClosed, derived_id, new_event
+from streams.metrics import AttendanceCollector
+from prometheus_client import REGISTRY
+from datetime import UTC, datetime
+from pathlib import Path
 
 log = logging.getLogger("cact.worker")
+PIPELINE_ID = "cact-pipeline"
+OPERATOR_PAGE = Path(__file__).parent / "web" / "operator.html"
 
 
 def create_app(settings: Settings) -> faust.App:
     blueprints = {"current": BlueprintRegistry.from_dir(settings.blueprint_dir)}
+    view_store = ResultsStore(settings.database_url)
+    view_store.create_schema()  # the operator page may be opened before the sink has written anything
     policy = ScoringPolicy.load(settings.scoring_policy)
     attendance = AttendancePolicy(late_admitted=settings.late_checkin_admitted)
 
@@ -64,9 +75,15 @@ def create_app(settings: Settings) -> faust.App:
 
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(*(t.name for t in topics.INPUT_TOPICS), **raw)
-    outputs = {t.name: app.topic(t.name, **raw) for t in (*topics.OUTPUT_TOPICS, topics.SCHEDULE)}
+    outputs = {t.name: app.topic(t.name, **raw) for t in topics.ALL_TOPICS}
     sessions = app.Table("cact-sessions", partitions=settings.topic_partitions)
     participants = app.Table("cact-participants", partitions=settings.topic_partitions)
+
+    # Wall-clock time each lab and each session was last heard from (this worker's partitions): for the
+    # silent-lab marker and the wall-clock fallback. Memory only: after a restart everything counts as just heard.
+    lab_seen: dict[str, float] = {}
+    session_seen: dict[str, float] = {}
+    started_at = time.time()
 
     async def handle_batch(batch: Sequence[EventT]) -> None:
         started = time.perf_counter()
@@ -79,6 +96,9 @@ def create_app(settings: Settings) -> faust.App:
             session_view.event = participant_view.event = event
             try:
                 decoded = decode_event(msg.value, topic=msg.topic)
+                if msg.topic == topics.LAB.name and decoded.lab_id != PIPELINE_ID:
+                    lab_seen[decoded.lab_id] = session_seen[decoded.key()] = time.time()
+                    metrics.LAB_LAST_EVENT.labels(lab_id=decoded.lab_id).set(lab_seen[decoded.lab_id])
                 out.extend(processor.handle(decoded))
                 metrics.EVENTS_IN.labels(event_type=decoded.event_type).inc()
             except Rejected as exc:
@@ -104,6 +124,45 @@ def create_app(settings: Settings) -> faust.App:
     async def process(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_seconds):
             await handle_batch(batch)
+
+    closing: set[str] = set()
+
+    @app.timer(interval=settings.window_check_seconds)
+    async def wall_clock_fallback() -> None:
+        """Close check-in windows of sessions whose lab went silent, so their no-shows are still declared."""
+        try:
+            await close_silent_windows()
+        except Exception:  # a failed look must not stop the worker: the next tick tries again
+            log.exception("wall-clock fallback failed")
+
+    async def close_silent_windows() -> None:
+        now = time.time()
+        for session_id, state in list(sessions.items()):
+            meta = state.get("meta")
+            if not meta or state.get("window_closed") or session_id in closing:
+                continue
+            closes = datetime.fromisoformat(meta["checkin_closes_at"]).timestamp()
+            quiet_since = session_seen.get(session_id, started_at)
+            if now > closes + settings.wall_clock_lag_seconds and now - quiet_since > settings.wall_clock_lag_seconds:
+                closing.add(session_id)
+                event = new_event(CheckinWindowClosed, lab_id=PIPELINE_ID, occurred_at=datetime.now(UTC),
+                                  event_id=derived_id("wall-clock", session_id), payload={"session_id": session_id})
+                await outputs[topics.LAB.name].send(key=session_id.encode(), value=event.to_bytes(), force=True)
+                log.warning("check-in window of session %s closed by the wall clock: its lab is silent", session_id)
+
+    def overview() -> dict[str, Any]:
+        return attendance_overview(view_store, threshold=settings.noshow_threshold,
+                                   silent_after_s=settings.lab_silent_after_seconds, lab_last_seen=dict(lab_seen))
+
+    @app.page("/attendance.json")
+    async def attendance_json(web: Any, request: Any) -> Any:
+        return web.json(await asyncio.to_thread(overview))
+
+    @app.page("/operator")
+    async def operator_page(web: Any, request: Any) -> Any:
+        return web.html(OPERATOR_PAGE.read_text(encoding="utf-8"))
+
+    REGISTRY.register(AttendanceCollector(overview))
 
     @app.task
     async def sink() -> None:

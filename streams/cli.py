@@ -14,8 +14,10 @@ from schemas.settings import Settings, get_settings
 
 app = typer.Typer(help="cact-pipeline: CACT exam events from the labs to SI ASN, on Kafka.", no_args_is_help=True,
                   add_completion=False)
+attendance_app = typer.Typer(help="Attendance: no-show lists for rescheduling.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The event contract's JSON Schemas (schemas/json/).", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(attendance_app, name="attendance")
 console = Console(stderr=True)
 
 
@@ -132,6 +134,30 @@ def rescore(
     table.add_row(str(len(after)), ", ".join(olds), plan.blueprint.version,
                   str(sum(1 for n in plan.before if after[n][0] > plan.before[n][0])))
     Console().print(table)
+
+
+@attendance_app.command("no-shows")
+def attendance_no_shows(
+    agency: Annotated[str, typer.Option(help="Agency (instansi) id")],
+    out: Annotated[Optional[Path], typer.Option(help="Write the CSV here instead of standard output")] = None,
+) -> None:
+    """The agency's no-shows as CSV, to reschedule them (contains full NIPs: handle as personal data)."""
+    import csv
+
+    from sinks.attendance_view import no_shows
+    from sinks.store import ResultsStore
+
+    rows = no_shows(ResultsStore(get_settings().database_url), agency)
+    fields = ["session_id", "lab_id", "activity_id", "nip", "status", "rescheduled_to"]
+    handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
+    try:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    finally:
+        if out:
+            handle.close()
+    console.print(f"{len(rows)} no-shows for agency {agency}" + (f" written to {out}" if out else ""))
 
 
 @schemas_app.command("export")

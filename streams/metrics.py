@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 EVENTS_IN = Counter("cact_events_in_total", "Input events accepted by the worker", ["event_type"])
 DEADLETTERS = Counter("cact_deadletters_total", "Messages sent to the dead-letter topic", ["reason", "source_topic"])
@@ -13,3 +18,44 @@ STATE_WRITES = Counter("cact_state_writes_total", "Keys written to the state tab
 SINK_ROWS = Counter("cact_sink_events_total", "Output events written to the results store", ["event_type"])
 SINK_BATCH_SECONDS = Histogram("cact_sink_batch_seconds", "Time to write one batch to the results store")
 SINK_LAG = Gauge("cact_sink_batch_size", "Events in the last batch written to the results store")
+LAB_LAST_EVENT = Gauge("cact_lab_last_event_timestamp_seconds", "Wall-clock time of the last event from a lab",
+                       ["lab_id"])
+
+_SESSION_LABELS = ["session_id", "lab_id", "agency_id", "activity_id"]
+
+
+class AttendanceCollector(Collector):
+    """Attendance counts and no-show rates, read from the results store at scrape time.
+
+    Computed from the store rather than this worker's own partitions, so the numbers are the whole day's.
+    """
+
+    def __init__(self, overview: Callable[[], dict[str, Any]]) -> None:
+        self._overview = overview
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            data = self._overview()
+        except Exception:  # the store may not exist yet at the first scrape
+            return
+        counts = {c: GaugeMetricFamily(f"cact_attendance_{c}", f"Participants {c.replace('_', ' ')} per session",
+                                       labels=_SESSION_LABELS) for c in ("scheduled", "checked_in", "no_show", "rescheduled")}
+        for s in data["sessions"]:
+            for c, family in counts.items():
+                family.add_metric([s["session_id"], s["lab_id"], s["agency_id"], s["activity_id"]], s[c])
+        yield from counts.values()
+        rate = GaugeMetricFamily("cact_no_show_rate", "No-show rate (no-show / scheduled)", labels=["dimension", "key"])
+        rate.add_metric(["overall", "all"], data["overall"]["no_show_rate"])
+        for dim, key in (("agency", "agency_id"), ("lab", "lab_id"), ("activity", "activity_id")):
+            for row in data[f"by_{dim}"]:
+                rate.add_metric([dim, row[key]], row["no_show_rate"])
+        for s in data["sessions"]:
+            rate.add_metric(["session", s["session_id"]], s["no_show_rate"])
+        yield rate
+        active = GaugeMetricFamily("cact_lab_sessions_in_progress", "Sessions in progress per lab", labels=["lab_id"])
+        silent = GaugeMetricFamily("cact_lab_silent", "1 when a lab with a session in progress is silent", labels=["lab_id"])
+        for lab in data["by_lab"]:
+            active.add_metric([lab["lab_id"]], lab["sessions_in_progress"])
+            silent.add_metric([lab["lab_id"]], 1.0 if lab["silent"] else 0.0)
+        yield active
+        yield silent

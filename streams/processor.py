@@ -109,6 +109,7 @@ class SessionProcessor:
             s["window_closed"] = True
         self.sessions[p.session_id] = s
         self._refresh_session(p.session_id, s)
+        self._summary_due.add(p.session_id)  # operators see the session as soon as it is planned
 
     def _on_ParticipantScheduled(self, p: ev.ParticipantScheduledPayload) -> None:
         s = self._session(p.session_id)
@@ -117,6 +118,7 @@ class SessionProcessor:
             "name": p.name, "tier": p.position_tier.value, "event_id": str(self._trigger.event_id),
             "standard_levels": {c.value: v for c, v in (p.standard_levels or {}).items()} or None,
             "rescheduled_from": p.rescheduled_from,
+            "home_agency_id": p.home_agency_id, "home_activity_id": p.home_activity_id,
         }
         part["unscheduled"] = False
         self._track(s, p.session_id, p.nip)
@@ -136,7 +138,9 @@ class SessionProcessor:
             ev.ParticipantScheduled, lab_id=PIPELINE_ID, occurred_at=self._trigger.occurred_at,
             event_id=ev.derived_id("rescheduled", self._trigger.event_id),
             payload={"session_id": p.to_session_id, "nip": p.nip, "name": sched["name"], "position_tier": sched["tier"],
-                     "standard_levels": sched["standard_levels"], "rescheduled_from": p.from_session_id},
+                     "standard_levels": sched["standard_levels"], "rescheduled_from": p.from_session_id,
+                     "home_agency_id": sched.get("home_agency_id") or (s["meta"] or {}).get("agency_id"),
+                     "home_activity_id": sched.get("home_activity_id") or (s["meta"] or {}).get("activity_id")},
         ))
 
     def _on_ParticipantUnscheduled(self, p: ev.ParticipantUnscheduledPayload) -> None:
@@ -225,6 +229,17 @@ class SessionProcessor:
         self._refresh(s, part)
         self._advance_window(s, p.session_id)
 
+    def _on_CheckinWindowClosed(self, p: ev.CheckinWindowClosedPayload) -> None:
+        """The wall-clock fallback: the lab went silent, so no event time will ever close the window."""
+        s = self._session(p.session_id)
+        if s["meta"] is None or s["window_closed"]:
+            return
+        s["window_closed"] = True
+        s["closed_by_wall_clock"] = True
+        self.sessions[p.session_id] = s
+        self._refresh_session(p.session_id, s)
+        self._summary_due.add(p.session_id)
+
     def _on_SessionClosed(self, p: ev.SessionClosedPayload) -> None:
         s, _ = self._lab_event(p.session_id)
         s["closed"] = True
@@ -305,8 +320,10 @@ class SessionProcessor:
             ev.AttendanceChanged, lab_id=PIPELINE_ID, occurred_at=self._monotonic(part, "status_at"),
             event_id=ev.derived_id("attendance", part["session_id"], part["nip"], status, previous, self._trigger.event_id),
             payload={
-                "session_id": part["session_id"], "activity_id": meta.get("activity_id", "unknown"),
-                "agency_id": meta.get("agency_id", "unknown"), "nip": part["nip"], "status": status, "previous": previous,
+                "session_id": part["session_id"],
+                "activity_id": (part["scheduled"] or {}).get("home_activity_id") or meta.get("activity_id", "unknown"),
+                "agency_id": (part["scheduled"] or {}).get("home_agency_id") or meta.get("agency_id", "unknown"),
+                "lab_id": meta.get("lab_id", self._trigger.lab_id), "nip": part["nip"], "status": status, "previous": previous,
                 "late": late, "correction": previous == St.NO_SHOW and status == St.CHECKED_IN,
                 "rescheduled_to": part["rescheduled_to"],
                 "rescheduled_from": (part["scheduled"] or {}).get("rescheduled_from"),
@@ -328,6 +345,8 @@ class SessionProcessor:
         scheduled = counts[St.SCHEDULED] + counts[St.CHECKED_IN] + counts[St.NO_SHOW] + counts[St.RESCHEDULED]
         summary = {
             "session_id": session_id, "activity_id": meta["activity_id"], "agency_id": meta["agency_id"],
+            "lab_id": meta["lab_id"], "starts_at": meta["starts_at"], "checkin_closes_at": meta["checkin_closes_at"],
+            "ends_at": meta["ends_at"], "closed": bool(s["closed"]), "closed_by_wall_clock": bool(s.get("closed_by_wall_clock")),
             "scheduled": scheduled, "checked_in": counts[St.CHECKED_IN], "no_show": counts[St.NO_SHOW],
             "rescheduled": counts[St.RESCHEDULED], "unexpected": counts[St.UNEXPECTED],
             "no_show_rate": round(counts[St.NO_SHOW] / scheduled, 4) if scheduled else 0.0,
@@ -358,8 +377,6 @@ class SessionProcessor:
         provenance = {meta["event_id"], sched["event_id"]}
         if meta.get("rescore_event_id"):
             provenance.add(meta["rescore_event_id"])
-        if part["checkin"]:
-            provenance.add(part["checkin"]["event_id"])
         flags: set[str] = set()
         times = []
         for sec in wanted:

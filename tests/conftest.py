@@ -94,14 +94,16 @@ class StoreCases:
     def attendance(nip: str, status: AttendanceStatus | str, occurred_at: datetime, *, session: str = "S-JKT-01",
                    activity: str = "ACT-2026-11", **extra: Any) -> ev.AttendanceChanged:
         return ev.new_event(ev.AttendanceChanged, lab_id="kanreg-v", occurred_at=occurred_at, payload={
-            "session_id": session, "activity_id": activity, "agency_id": "AG-KEMENKEU", "nip": nip,
-            "status": str(status), "previous": None, **extra})
+            "session_id": session, "activity_id": activity, "agency_id": "AG-KEMENKEU", "lab_id": "kanreg-v",
+            "nip": nip, "status": str(status), "previous": None, **extra})
 
     @staticmethod
     def session_summary(session: str, occurred_at: datetime, *, scheduled: int, no_show: int,
                         final: bool = False) -> ev.SessionSummary:
         return ev.new_event(ev.SessionSummary, lab_id="kanreg-v", occurred_at=occurred_at, payload={
-            "session_id": session, "activity_id": "ACT-2026-11", "agency_id": "AG-KEMENKEU", "scheduled": scheduled,
+            "session_id": session, "activity_id": "ACT-2026-11", "agency_id": "AG-KEMENKEU", "lab_id": "kanreg-v",
+            "starts_at": T0, "checkin_closes_at": T0, "ends_at": T0, "closed": False, "closed_by_wall_clock": False,
+            "scheduled": scheduled,
             "checked_in": scheduled - no_show, "no_show": no_show, "rescheduled": 0, "unexpected": 0,
             "no_show_rate": round(no_show / scheduled, 4), "final": final})
 

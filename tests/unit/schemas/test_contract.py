@@ -72,7 +72,7 @@ def test_wrong_topic() -> None:
 
 
 def test_every_event_type_has_a_key_and_a_topic() -> None:
-    assert len(ev.EVENT_TYPES) == len(ev.ALL_EVENTS) == 14
+    assert len(ev.EVENT_TYPES) == len(ev.ALL_EVENTS) == 15
     assert checked_in().key() == "S1"
 
 

@@ -241,3 +241,50 @@ def test_sessions_keep_the_key_they_were_scheduled_with(registry: BlueprintRegis
                           lab(ev.SectionSubmitted, 100, nip=NIP_A, section="mansoskul", completion="submitted",
                               answers=sheet(registry))]))
     assert out[0].payload.blueprint_version == "2026.2"
+
+
+def test_wall_clock_closes_the_window_of_a_silent_lab(registry: BlueprintRegistry) -> None:
+    p = make(registry)
+    run(p, [session(), scheduled(NIP_A), scheduled(NIP_B), lab(ev.ParticipantCheckedIn, -5, nip=NIP_A)])
+    close = ev.new_event(ev.CheckinWindowClosed, lab_id="cact-pipeline", occurred_at=START + timedelta(hours=1),
+                         payload={"session_id": "S1"})
+    out = run(p, [close])
+    assert statuses(out) == {NIP_B: St.NO_SHOW}
+    summary = [o for o in out if isinstance(o, ev.SessionSummary)][-1].payload
+    assert summary.final and summary.closed_by_wall_clock and not summary.closed
+    assert run(p, [close]) == []  # closing twice does nothing
+    # the lab comes back and flushes B's check-in from 08:10: corrected
+    out = run(p, [lab(ev.ParticipantCheckedIn, 10, nip=NIP_B)])
+    assert statuses(out) == {NIP_B: St.CHECKED_IN}
+
+
+def test_unscheduled_participant_is_not_a_no_show(registry: BlueprintRegistry) -> None:
+    p = make(registry)
+    unscheduled = ev.new_event(ev.ParticipantUnscheduled, lab_id="bkn-scheduler", occurred_at=START - timedelta(hours=3),
+                               payload={"session_id": "S1", "nip": NIP_B, "reason": "dinas luar"})
+    out = run(p, [session(), scheduled(NIP_A), scheduled(NIP_B), unscheduled, lab(ev.SectionStarted, 40, nip=NIP_A,
+                                                                                section="mansoskul")])
+    assert statuses(out)[NIP_B] == St.UNSCHEDULED and statuses(out)[NIP_A] == St.NO_SHOW
+    summary = [o for o in out if isinstance(o, ev.SessionSummary)][-1].payload
+    assert (summary.scheduled, summary.no_show) == (1, 1)
+
+
+def test_susulan_arrival_counts_for_the_home_agency(registry: BlueprintRegistry) -> None:
+    p = make(registry)
+    other = ev.new_event(ev.SessionScheduled, lab_id="kanreg-ix-jayapura", occurred_at=START - timedelta(days=1), payload={
+        "session_id": "S9", "activity_id": "A9", "agency_id": "pemprov-papua", "starts_at": START + timedelta(hours=5),
+        "checkin_closes_at": START + timedelta(hours=5, minutes=30), "ends_at": START + timedelta(hours=8),
+        "blueprint_id": "mansoskul-only", "purpose": "mapping"})
+    run(p, [session(), other, scheduled(NIP_A), lab(ev.SectionStarted, 40, nip=NIP_B, section="mansoskul")])
+    move = ev.new_event(ev.ParticipantRescheduled, lab_id="bkn-scheduler", occurred_at=START + timedelta(hours=1),
+                        payload={"nip": NIP_A, "from_session_id": "S1", "to_session_id": "S9"})
+    out = run(p, [move])
+    assert statuses(out) == {NIP_A: St.RESCHEDULED}
+    (forward,) = [o for o in out if isinstance(o, ev.ParticipantScheduled)]
+    assert (forward.payload.home_agency_id, forward.payload.home_activity_id) == ("pemkot-makassar", "A1")
+    checkin = ev.new_event(ev.ParticipantCheckedIn, lab_id="kanreg-ix-jayapura", occurred_at=START + timedelta(hours=5),
+                           payload={"session_id": "S9", "nip": NIP_A})
+    out = run(p, [forward, checkin])
+    arrived = [o.payload for o in out if isinstance(o, ev.AttendanceChanged)][-1]
+    assert (arrived.session_id, arrived.status, arrived.agency_id, arrived.activity_id, arrived.rescheduled_from,
+            arrived.lab_id) == ("S9", St.CHECKED_IN, "pemkot-makassar", "A1", "S1", "kanreg-ix-jayapura")
