@@ -169,3 +169,25 @@ class DeadLetter(Base):
     source_partition: Mapped[int] = mapped_column(Integer)
     source_offset: Mapped[int] = mapped_column(BigInteger)  # Kafka offsets are 64-bit
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SiasnOutbox(Base):
+    """A push to SI ASN, written in the same transaction as the result version it carries (transactional outbox).
+
+    ``pending`` until delivered or rejected; a pending push whose result has been superseded is retired
+    (``superseded``) so SI ASN only ever receives the latest result.
+    """
+
+    __tablename__ = "siasn_outbox"
+    nip: Mapped[str] = mapped_column(String(18), primary_key=True)
+    activity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # kompetensi | potensi
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

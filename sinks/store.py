@@ -98,8 +98,10 @@ class ResultsStore:
             raise ValueError(f"results store supports PostgreSQL and SQLite, not {self._dialect!r}")
 
     def create_schema(self) -> None:
-        """Create missing tables (idempotent). Stand-in until Alembic migrations take over."""
-        m.Base.metadata.create_all(self.engine)
+        """Migrate the store to the newest schema (Alembic ``upgrade head``); idempotent."""
+        from sinks.schema_migrations import upgrade
+
+        upgrade(self.engine)
 
     def dispose(self) -> None:
         """Close pooled connections (the sink calls it on shutdown)."""
@@ -219,7 +221,16 @@ class ResultsStore:
         self._upsert(conn, m.Result.__table__, rows, ["nip", "activity_id", "result_version"])
         self._upsert(conn, m.CompetencyResult.__table__, comps, ["nip", "activity_id", "result_version", "code"])
         self._upsert(conn, m.SectionScore.__table__, secs, ["nip", "activity_id", "result_version", "section"])
-        self._mark_current(conn, {(e.payload.nip, e.payload.activity_id) for e in batch})
+        # The push to SI ASN, in the same transaction as the result (the nine levels; none without Mansoskul).
+        self._upsert(conn, m.SiasnOutbox.__table__, [
+            {"nip": e.payload.nip, "activity_id": e.payload.activity_id, "result_version": e.payload.result_version,
+             "kind": "kompetensi", "status": "pending", "attempts": 0, "next_attempt_at": created_at,
+             "created_at": created_at, "payload": {"levels": {c.siasn_field: c.level for c in e.payload.competencies},
+                                                   "tahun": e.payload.assessed_on.year}}
+            for e in batch if e.payload.competencies], ["nip", "activity_id", "result_version", "kind"])
+        touched = {(e.payload.nip, e.payload.activity_id) for e in batch}
+        self._mark_current(conn, touched)
+        self._retire_superseded_pushes(conn, touched)
 
     @staticmethod
     def _mark_current(conn: Connection, touched: set[tuple[str, str]]) -> None:
@@ -239,6 +250,17 @@ class ResultsStore:
         stmt = (update(r).where(and_(r.c.nip == nip, r.c.activity_id == activity, r.c.status != status))
                 .values(status=status))
         conn.execute(stmt, [{"k_nip": n, "k_activity": a} for n, a in sorted(touched)])
+
+    @staticmethod
+    def _retire_superseded_pushes(conn: Connection, touched: set[tuple[str, str]]) -> None:
+        """A pending push of a superseded version is never sent: SI ASN gets the latest result only."""
+        o, r = m.SiasnOutbox.__table__, m.Result.__table__
+        nip, activity = bindparam("k_nip"), bindparam("k_activity")
+        stale = (select(r.c.result_version).where(r.c.nip == nip, r.c.activity_id == activity,
+                                                  r.c.status == "superseded"))
+        conn.execute(update(o).where(o.c.nip == nip, o.c.activity_id == activity, o.c.status == "pending",
+                                     o.c.result_version.in_(stale)).values(status="superseded"),
+                     [{"k_nip": n, "k_activity": a} for n, a in sorted(touched)])
 
     # ---------------------------------------------------------------------------------------------
     # Reads

@@ -154,7 +154,7 @@ class StoreCases:
         first = self.snapshot(store)
         assert {name: len(rows) for name, rows in first.items()} == {
             "results": 2, "competency_results": 18, "section_scores": 6, "attendance": 2,
-            "session_summaries": 1, "deadletters": 2}
+            "session_summaries": 1, "deadletters": 2, "siasn_outbox": 2}
         store.write_batch(batch)
         assert self.snapshot(store) == first
         for e in batch:  # a replay in other batch boundaries, one event at a time, changes nothing either
@@ -182,6 +182,10 @@ class StoreCases:
                             (NIP_B, 2): "superseded", (NIP_B, 3): "current"}
         assert store.summary()["results_in_store"] == 2
         assert store.current_versions("ACT-2026-11") == {NIP_A: (2, "2026.2"), NIP_B: (3, "2026.1")}
+        # Only the current version's push stays pending: SI ASN never receives a superseded result.
+        pushes = {(r["nip"], r["result_version"]): r["status"] for r in self.snapshot(store)["siasn_outbox"]}
+        assert pushes == {(NIP_A, 1): "superseded", (NIP_A, 2): "pending", (NIP_B, 1): "superseded",
+                          (NIP_B, 2): "superseded", (NIP_B, 3): "pending"}
 
     def attendance_keeps_the_latest_occurred_at(self, store: ResultsStore) -> None:
         # Labs write in their own offsets: 10:00 WIT is 01:00 UTC, earlier than 09:00 WIB (02:00 UTC).
