@@ -260,6 +260,8 @@ class AttendanceChangedPayload(_Model):
     correction: bool = Field(default=False, description="True when this reverses an earlier declaration.")
     rescheduled_to: Id | None = None
     rescheduled_from: Id | None = None
+    revision: int = Field(default=0, ge=0, description="Facts known about this participant in this session; "
+                          "grows with every fact, whatever order they arrive in: stores keep the highest.")
 
 
 class SessionSummaryPayload(_Model):
@@ -279,6 +281,7 @@ class SessionSummaryPayload(_Model):
     unexpected: int
     no_show_rate: float
     final: bool = Field(description="True once the check-in window has closed.")
+    revision: int = Field(default=0, ge=0, description="Facts known about the session; stores keep the highest.")
 
 
 class DeadLetteredPayload(_Model):

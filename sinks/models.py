@@ -127,6 +127,7 @@ class Attendance(Base):
     rescheduled_to: Mapped[str | None] = mapped_column(String(64))
     rescheduled_from: Mapped[str | None] = mapped_column(String(64))
     last_event_id: Mapped[str] = mapped_column(String(36))
+    revision: Mapped[int] = mapped_column(Integer, default=0)
     #: ``occurred_at`` of the event the row reflects (UTC): an older event arriving later must not win.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -151,6 +152,7 @@ class SessionSummaryRow(Base):
     unexpected: Mapped[int] = mapped_column(Integer)
     no_show_rate: Mapped[float] = mapped_column(Float)
     final: Mapped[bool] = mapped_column(Boolean)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
     #: ``occurred_at`` of the summary event (UTC): a stale summary redelivered later must not win.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

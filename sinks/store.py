@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     func,
     literal,
+    or_,
     select,
     update,
 )
@@ -46,11 +47,17 @@ SCHEDULED_STATUSES = (St.SCHEDULED, St.CHECKED_IN, St.NO_SHOW, St.RESCHEDULED)
 ConflictGuard = Callable[[Any], ColumnElement[bool]]
 
 _ATTENDANCE_COLS = ("activity_id", "agency_id", "lab_id", "status", "late", "rescheduled_to", "rescheduled_from",
-                    "last_event_id", "updated_at")
+                    "last_event_id", "updated_at", "revision")
 _SUMMARY_COLS = ("activity_id", "agency_id", "lab_id", "starts_at", "checkin_closes_at", "ends_at", "closed",
                  "closed_by_wall_clock", "scheduled", "checked_in", "no_show", "rescheduled", "unexpected",
-                 "no_show_rate", "final", "updated_at")
+                 "no_show_rate", "final", "updated_at", "revision")
 _DEADLETTER_COLS = ("reason", "detail", "source_topic", "source_partition", "source_offset")
+
+
+def _newer(table: Table, new: Any) -> ColumnElement[bool]:
+    """The incoming row wins when it knows more facts (revision), or as many and is not older."""
+    return or_(table.c.revision < new.revision,
+               and_(table.c.revision == new.revision, table.c.updated_at <= new.updated_at))
 
 
 def _utc(at: datetime) -> datetime:
@@ -156,11 +163,13 @@ class ResultsStore:
                 results.setdefault((p.nip, p.activity_id, p.result_version), e)  # a version never changes
             elif isinstance(e, ev.AttendanceChanged):
                 k = (e.payload.session_id, e.payload.nip)
-                if k not in attendance or e.occurred_at >= attendance[k].occurred_at:
+                if k not in attendance or (e.payload.revision, e.occurred_at) >= (attendance[k].payload.revision,
+                                                                                   attendance[k].occurred_at):
                     attendance[k] = e
             elif isinstance(e, ev.SessionSummary):
                 s = e.payload.session_id
-                if s not in summaries or e.occurred_at >= summaries[s].occurred_at:
+                if s not in summaries or (e.payload.revision, e.occurred_at) >= (summaries[s].payload.revision,
+                                                                                  summaries[s].occurred_at):
                     summaries[s] = e
             elif isinstance(e, ev.DeadLettered):
                 d = e.payload
@@ -173,13 +182,13 @@ class ResultsStore:
             att = m.Attendance.__table__
             self._upsert(conn, att, [self._attendance_row(e) for e in attendance.values()],
                          ["session_id", "nip"], _ATTENDANCE_COLS,
-                         only_if=lambda new: att.c.updated_at <= new.updated_at)
+                         only_if=lambda new: _newer(att, new))
             summ = m.SessionSummaryRow.__table__
             self._upsert(conn, summ, [
                 {**e.payload.model_dump(mode="python"), "starts_at": _utc(e.payload.starts_at),
                  "checkin_closes_at": _utc(e.payload.checkin_closes_at), "ends_at": _utc(e.payload.ends_at),
                  "updated_at": _utc(e.occurred_at)} for e in summaries.values()
-            ], ["session_id"], _SUMMARY_COLS, only_if=lambda new: summ.c.updated_at <= new.updated_at)
+            ], ["session_id"], _SUMMARY_COLS, only_if=lambda new: _newer(summ, new))
             # No conflict target: a resent event (same event_id) and a reprocessed offset (same source position,
             # possibly a new event_id) are both duplicates, whichever unique constraint catches them.
             self._upsert(conn, m.DeadLetter.__table__, [
@@ -193,7 +202,7 @@ class ResultsStore:
         return {"session_id": p.session_id, "nip": p.nip, "activity_id": p.activity_id, "agency_id": p.agency_id,
                 "lab_id": p.lab_id, "status": p.status.value, "late": p.late, "rescheduled_to": p.rescheduled_to,
                 "rescheduled_from": p.rescheduled_from, "last_event_id": str(e.event_id),
-                "updated_at": _utc(e.occurred_at)}
+                "updated_at": _utc(e.occurred_at), "revision": p.revision}
 
     def _write_results(self, conn: Connection, batch: list[ev.ParticipantScored]) -> None:
         """Insert new result versions with their detail rows, then recompute ``status`` of the touched keys."""

@@ -114,8 +114,9 @@ class SessionProcessor:
     def _on_ParticipantScheduled(self, p: ev.ParticipantScheduledPayload) -> None:
         s = self._session(p.session_id)
         part = self._participant(p.session_id, p.nip)
+        self._fact(part)
         part["scheduled"] = {
-            "name": p.name, "tier": p.position_tier.value, "event_id": str(self._trigger.event_id),
+            "at": self._trigger.occurred_at.isoformat(), "name": p.name, "tier": p.position_tier.value, "event_id": str(self._trigger.event_id),
             "standard_levels": {c.value: v for c, v in (p.standard_levels or {}).items()} or None,
             "rescheduled_from": p.rescheduled_from,
             "home_agency_id": p.home_agency_id, "home_activity_id": p.home_activity_id,
@@ -129,7 +130,9 @@ class SessionProcessor:
         if part["scheduled"] is None:
             raise Rejected(Reason.UNKNOWN_PARTICIPANT, f"participant is not scheduled in session {p.from_session_id}")
         s = self._session(p.from_session_id)
+        self._fact(part)
         part["rescheduled_to"] = p.to_session_id
+        part["rescheduled_at"] = self._trigger.occurred_at.isoformat()
         self._track(s, p.from_session_id, p.nip)
         self._refresh(s, part)
         sched = part["scheduled"]
@@ -146,7 +149,9 @@ class SessionProcessor:
     def _on_ParticipantUnscheduled(self, p: ev.ParticipantUnscheduledPayload) -> None:
         s = self._session(p.session_id)
         part = self._participant(p.session_id, p.nip)
+        self._fact(part)
         part["unscheduled"] = True
+        part["unscheduled_at"] = self._trigger.occurred_at.isoformat()
         self._track(s, p.session_id, p.nip)
         self._refresh(s, part)
 
@@ -186,6 +191,7 @@ class SessionProcessor:
         s, part = self._lab_event(p.session_id, p.nip)
         assert part is not None
         at = self._trigger.occurred_at
+        self._fact(part)
         if part["checkin"] is None or at < _at(part["checkin"]["at"]):
             part["checkin"] = {"at": at.isoformat(), "event_id": str(self._trigger.event_id)}
         self._refresh(s, part)
@@ -253,6 +259,33 @@ class SessionProcessor:
     # Derivations
     # ----------------------------------------------------------------------------------------------
 
+    def _fact(self, part: State) -> None:
+        """Remember which attendance facts (events) are known: their count orders attendance rows."""
+        facts = part.setdefault("facts", [])
+        eid = str(self._trigger.event_id)
+        if eid not in facts:
+            facts.append(eid)
+
+    @staticmethod
+    def _revision(s: State, part: State) -> int:
+        return len(part.get("facts", [])) + (1 if s["window_closed"] else 0)
+
+    @staticmethod
+    def _status_time(s: State, part: State, status: St) -> str:
+        """When the fact that decided this status happened: the same whatever order the facts arrived in."""
+        meta = s["meta"] or {}
+        present = part["checkin"]["at"] if part["checkin"] else min(
+            (x["at"] for x in part["sheets"].values()), key=_at, default=None)
+        if status in (St.CHECKED_IN, St.UNEXPECTED) and present:
+            return present
+        if status is St.NO_SHOW:
+            return meta.get("checkin_closes_at") or present
+        if status is St.RESCHEDULED:
+            return part["rescheduled_at"]
+        if status is St.UNSCHEDULED:
+            return part["unscheduled_at"]
+        return (part["scheduled"] or {}).get("at") or meta.get("starts_at") or present
+
     def _track(self, s: State, session_id: str, nip: str) -> None:
         if nip not in s["nips"]:
             s["nips"].append(nip)
@@ -293,32 +326,23 @@ class SessionProcessor:
     def _refresh(self, s: State, part: State) -> None:
         key = participant_key(part["session_id"], part["nip"])
         status = self.status(s, part)
-        if status is not None and status != part["status"]:
+        # Emit on a new status, and on a new fact that leaves it unchanged: the last row stored then always
+        # carries every fact, so replays in any order store the same row.
+        if status is not None and (status != part["status"] or self._revision(s, part) != part.get("revision")):
             self._emit_attendance(s, part, status)
             if s["window_closed"]:
                 self._summary_due.add(part["session_id"])
         self._maybe_score(s, part)
         self.participants[key] = part
 
-    def _monotonic(self, state: State, field: str) -> datetime:
-        """The time of a derived event: the trigger's, but never before the last one derived for this key.
-
-        A correction can be triggered by a check-in older than the no-show it corrects; stores keep the
-        latest event per key, so the correction must not look older than what it replaces.
-        """
-        at = self._trigger.occurred_at
-        if state.get(field) and _at(state[field]) > at:
-            at = _at(state[field])
-        state[field] = at.isoformat()
-        return at
-
     def _emit_attendance(self, s: State, part: State, status: St) -> None:
         previous = part["status"]
         meta = s["meta"] or {}
         late = self._late(s, part)
+        revision = self._revision(s, part)
         self._out.append(ev.new_event(
-            ev.AttendanceChanged, lab_id=PIPELINE_ID, occurred_at=self._monotonic(part, "status_at"),
-            event_id=ev.derived_id("attendance", part["session_id"], part["nip"], status, previous, self._trigger.event_id),
+            ev.AttendanceChanged, lab_id=PIPELINE_ID, occurred_at=_at(self._status_time(s, part, status)),
+            event_id=ev.derived_id("attendance", part["session_id"], part["nip"], status, revision),
             payload={
                 "session_id": part["session_id"],
                 "activity_id": (part["scheduled"] or {}).get("home_activity_id") or meta.get("activity_id", "unknown"),
@@ -327,10 +351,12 @@ class SessionProcessor:
                 "late": late, "correction": previous == St.NO_SHOW and status == St.CHECKED_IN,
                 "rescheduled_to": part["rescheduled_to"],
                 "rescheduled_from": (part["scheduled"] or {}).get("rescheduled_from"),
+                "revision": revision,
             },
         ))
         part["status"] = status.value
         part["late"] = late
+        part["revision"] = revision
 
     def _emit_summary(self, session_id: str) -> None:
         s = self._session(session_id)
@@ -338,10 +364,12 @@ class SessionProcessor:
         if meta is None:
             return
         counts = {st: 0 for st in St}
+        revision = int(bool(s["closed"])) + int(bool(s.get("closed_by_wall_clock")))
         for nip in s["nips"]:
-            st = self._participant(session_id, nip)["status"]
-            if st is not None:
-                counts[St(st)] += 1
+            part = self._participant(session_id, nip)
+            revision += self._revision(s, part)
+            if part["status"] is not None:
+                counts[St(part["status"])] += 1
         scheduled = counts[St.SCHEDULED] + counts[St.CHECKED_IN] + counts[St.NO_SHOW] + counts[St.RESCHEDULED]
         summary = {
             "session_id": session_id, "activity_id": meta["activity_id"], "agency_id": meta["agency_id"],
@@ -350,11 +378,12 @@ class SessionProcessor:
             "scheduled": scheduled, "checked_in": counts[St.CHECKED_IN], "no_show": counts[St.NO_SHOW],
             "rescheduled": counts[St.RESCHEDULED], "unexpected": counts[St.UNEXPECTED],
             "no_show_rate": round(counts[St.NO_SHOW] / scheduled, 4) if scheduled else 0.0,
-            "final": bool(s["window_closed"]),
+            "final": bool(s["window_closed"]), "revision": revision,
         }
-        self.sessions[session_id] = s
+        # A time that only depends on where the session is, so a replay in any order stores the same row.
+        at = meta["ends_at"] if s["closed"] else meta["checkin_closes_at"] if s["window_closed"] else meta["starts_at"]
         self._out.append(ev.new_event(
-            ev.SessionSummary, lab_id=PIPELINE_ID, occurred_at=self._monotonic(s, "summary_at"),
+            ev.SessionSummary, lab_id=PIPELINE_ID, occurred_at=_at(at),
             event_id=ev.derived_id("summary", session_id, _digest(summary)), payload=summary,
         ))
 

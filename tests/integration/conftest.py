@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from producers.simulator import TruthParticipant
+
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -69,3 +71,48 @@ def pg_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+class IndependentScorer:
+    """Scoring re-implemented from docs/scoring.md, sharing no code with streams/scoring.py."""
+    STANDARD = {"jpt_utama": 5, "jpt_madya": 5, "jpt_pratama": 4, "administrator": 3, "pengawas": 2, "pelaksana": 1,
+                "ahli_utama": 4, "ahli_madya": 3, "ahli_muda": 2, "ahli_pertama": 1, "terampil": 1}
+    CUTS = [0, 40, 55, 70, 85]
+
+    @staticmethod
+    def _level(pct: float) -> int:
+        return sum(1 for c in IndependentScorer.CUTS if pct >= c)
+
+    @classmethod
+    def reference(cls, bp: dict[str, Any], t: TruthParticipant) -> dict[str, Any]:
+        sections, comp = {}, {}
+        for sec in bp["sections"]:
+            answers = t.sheets[sec["section"]]
+            got = top = 0.0
+            for sub in sec["subtests"]:
+                for item in sub["items"]:
+                    w = item["options"].get(answers.get(item["item_id"]), 0) if answers.get(item["item_id"]) else 0
+                    got += w
+                    top += max(item["options"].values())
+                    if "competency" in item:
+                        c = comp.setdefault(item["competency"], [0.0, 0.0])
+                        c[0] += w
+                        c[1] += max(item["options"].values())
+            sections[sec["section"]] = round(100 * got / top, 2)
+        levels = {c: cls._level(round(100 * v[0] / v[1], 2)) for c, v in comp.items()}
+        std = cls.STANDARD[t.tier.value]
+        jpm = round(100 * sum(min(lv, std) for lv in levels.values()) / (9 * std), 2)
+        bands = ([(90, "Optimal"), (78, "Cukup Optimal"), (0, "Kurang Optimal")] if t.purpose.value == "mapping"
+                 else [(80, "MS"), (68, "MMS"), (0, "KMS")])
+        return {"levels": levels, "jpm": jpm, "category": next(label for lim, label in bands if jpm >= lim),
+                "sections": sections}
+
+    @staticmethod
+    def observed(r: dict[str, Any]) -> dict[str, Any]:
+        return {"levels": {c["code"]: c["level"] for c in r["competencies"]}, "jpm": r["jpm"], "category": r["category"],
+                "sections": {s["section"]: s["score"] for s in r["sections"]}}
+
+
+@pytest.fixture
+def scorer() -> type[IndependentScorer]:
+    return IndependentScorer

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 00:05:39.787199
+Create Date: 2026-11-23 00:12:46.984542
 
 """
 from typing import Sequence, Union
@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('rescheduled_to', sa.String(length=64), nullable=True),
     sa.Column('rescheduled_from', sa.String(length=64), nullable=True),
     sa.Column('last_event_id', sa.String(length=36), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('session_id', 'nip')
     )
@@ -103,6 +104,7 @@ def upgrade() -> None:
     sa.Column('unexpected', sa.Integer(), nullable=False),
     sa.Column('no_show_rate', sa.Float(), nullable=False),
     sa.Column('final', sa.Boolean(), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('session_id')
     )

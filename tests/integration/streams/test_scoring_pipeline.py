@@ -13,51 +13,12 @@ from typing import Any
 
 import pytest
 
-from producers.simulator import SimConfig, SimDay, TruthParticipant, build_day
+from producers.simulator import SimConfig, SimDay, build_day
 from schemas.blueprint import SAMPLE_DIR, BlueprintRegistry
 from schemas.settings import Settings, settings_env
 from sinks.store import ResultsStore
 from streams.demo import WorkerProcess, consumer_groups, send_day
 from streams.kafka import wait_until_consumed
-
-# ---- an independent scorer, written from docs/scoring.md, sharing no code with streams/scoring.py ------
-STANDARD = {"jpt_utama": 5, "jpt_madya": 5, "jpt_pratama": 4, "administrator": 3, "pengawas": 2, "pelaksana": 1,
-            "ahli_utama": 4, "ahli_madya": 3, "ahli_muda": 2, "ahli_pertama": 1, "terampil": 1}
-CUTS = [0, 40, 55, 70, 85]
-
-
-def _level(pct: float) -> int:
-    return sum(1 for c in CUTS if pct >= c)
-
-
-def reference(bp: dict[str, Any], t: TruthParticipant) -> dict[str, Any]:
-    sections, comp = {}, {}
-    for sec in bp["sections"]:
-        answers = t.sheets[sec["section"]]
-        got = top = 0.0
-        for sub in sec["subtests"]:
-            for item in sub["items"]:
-                w = item["options"].get(answers.get(item["item_id"]), 0) if answers.get(item["item_id"]) else 0
-                got += w
-                top += max(item["options"].values())
-                if "competency" in item:
-                    c = comp.setdefault(item["competency"], [0.0, 0.0])
-                    c[0] += w
-                    c[1] += max(item["options"].values())
-        sections[sec["section"]] = round(100 * got / top, 2)
-    levels = {c: _level(round(100 * v[0] / v[1], 2)) for c, v in comp.items()}
-    std = STANDARD[t.tier.value]
-    jpm = round(100 * sum(min(lv, std) for lv in levels.values()) / (9 * std), 2)
-    bands = ([(90, "Optimal"), (78, "Cukup Optimal"), (0, "Kurang Optimal")] if t.purpose.value == "mapping"
-             else [(80, "MS"), (68, "MMS"), (0, "KMS")])
-    return {"levels": levels, "jpm": jpm, "category": next(label for lim, label in bands if jpm >= lim),
-            "sections": sections}
-
-
-def observed(r: dict[str, Any]) -> dict[str, Any]:
-    return {"levels": {c["code"]: c["level"] for c in r["competencies"]}, "jpm": r["jpm"], "category": r["category"],
-            "sections": {s["section"]: s["score"] for s in r["sections"]}}
-
 
 # ---- the pipeline ---------------------------------------------------------------------------------------
 
@@ -75,7 +36,8 @@ def blueprint_dir(tmp_path: Path) -> Path:
 @pytest.mark.broker
 @pytest.mark.postgres
 def test_500_participants_scored_replayed_and_rescored(pipeline_kafka: Settings, pg_database: str, tmp_path: Path,
-                                                       blueprint_dir: Path) -> None:
+                                                       blueprint_dir: Path, scorer: Any) -> None:
+    reference, observed = scorer.reference, scorer.observed
     settings = pipeline_kafka.model_copy(update={"database_url": pg_database, "blueprint_dir": blueprint_dir})
     day: SimDay = build_day(SimConfig(participants=500, seats=40, malformed=0, seed=500),
                             BlueprintRegistry.from_dir(blueprint_dir))

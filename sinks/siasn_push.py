@@ -1,0 +1,143 @@
+"""Delivers the SI ASN outbox: every result reaches SI ASN once, through outages, restarts and replays.
+
+Rows are claimed with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several workers can push side by
+side), delivered, and marked delivered or rejected in their own transaction. A claim that outlived a crash
+(the lease expired with the row still pending) may already have reached SI ASN, so it is read back first:
+a crash between SI ASN's answer and our commit never makes a second save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from prometheus_client import Counter
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from schemas.nip import mask_nip
+from sinks import models as m
+from sinks.store import ResultsStore
+
+log = logging.getLogger("cact.siasn")
+DELIVERED = Counter("cact_siasn_deliveries_total", "Results delivered to SI ASN")
+REJECTED = Counter("cact_siasn_rejections_total", "Results SI ASN rejected as invalid")
+FAILED = Counter("cact_siasn_failures_total", "Delivery attempts that failed and will be retried")
+
+
+class SiasnPort(Protocol):
+    async def save_kompetensi(self, nip: str, levels: dict[str, int]) -> Any: ...
+    async def read_kompetensi(self, nip: str) -> list[dict[str, Any]]: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+def already_saved(records: list[dict[str, Any]], levels: dict[str, int]) -> bool:
+    return any(all(r.get(k) == v for k, v in levels.items()) for r in records)
+
+
+class OutboxPusher:
+    def __init__(self, store: ResultsStore, client: SiasnPort, *, batch: int = 20, lease_s: float = 120,
+                 retry_base_s: float = 2.0, retry_max_s: float = 300.0, rejected_exc: type[Exception],
+                 unavailable_exc: type[Exception], now: Callable[[], datetime] = _now) -> None:
+        self.store = store
+        self.client = client
+        self.batch = batch
+        self.lease = timedelta(seconds=lease_s)
+        self.retry_base_s, self.retry_max_s = retry_base_s, retry_max_s
+        self.rejected_exc, self.unavailable_exc = rejected_exc, unavailable_exc
+        self.now = now
+
+    def claim(self) -> list[dict[str, Any]]:
+        o = m.SiasnOutbox
+        now = self.now()
+        with Session(self.store.engine) as s, s.begin():
+            rows = s.scalars(select(o).where(o.status == "pending", o.next_attempt_at <= now,
+                                             (o.claimed_until.is_(None)) | (o.claimed_until < now))
+                             .order_by(o.next_attempt_at).limit(self.batch).with_for_update(skip_locked=True)).all()
+            claimed = [{"nip": r.nip, "activity_id": r.activity_id, "result_version": r.result_version, "kind": r.kind,
+                        "payload": r.payload, "attempts": r.attempts, "was_claimed": r.claimed_until is not None}
+                       for r in rows]
+            for r in rows:
+                r.claimed_until = now + self.lease
+        return claimed
+
+    def _finish(self, row: dict[str, Any], **values: Any) -> None:
+        o = m.SiasnOutbox
+        with Session(self.store.engine) as s, s.begin():
+            s.execute(update(o).where(o.nip == row["nip"], o.activity_id == row["activity_id"],
+                                      o.result_version == row["result_version"], o.kind == row["kind"],
+                                      o.status == "pending")
+                      .values(claimed_until=None, **values))
+
+    async def deliver(self, row: dict[str, Any]) -> str:
+        levels = row["payload"]["levels"]
+        attempts = row["attempts"] + 1
+        try:
+            if row["was_claimed"] and already_saved(await self.client.read_kompetensi(row["nip"]), levels):
+                outcome = "delivered"  # an earlier claim got through before the worker died
+            else:
+                await self.client.save_kompetensi(row["nip"], levels)
+                outcome = "delivered"
+        except self.rejected_exc as exc:
+            await asyncio.to_thread(self._finish, row, status="rejected", attempts=attempts, last_error=str(exc)[:2000])
+            REJECTED.inc()
+            log.warning("SI ASN rejected the result of %s: %s", mask_nip(row["nip"]), exc)
+            return "rejected"
+        except self.unavailable_exc as exc:
+            delay = min(self.retry_max_s, self.retry_base_s * 2 ** min(attempts, 16)) * random.uniform(0.5, 1.0)
+            await asyncio.to_thread(self._finish, row, attempts=attempts, last_error=str(exc)[:2000],
+                                    next_attempt_at=self.now() + timedelta(seconds=delay))
+            FAILED.inc()
+            return "retry"
+        await asyncio.to_thread(self._finish, row, status="delivered", attempts=attempts, delivered_at=self.now(),
+                                last_error=None)
+        DELIVERED.inc()
+        return outcome
+
+    async def push_once(self) -> int:
+        rows = await asyncio.to_thread(self.claim)
+        for row in rows:  # one at a time: the client's rate limit paces SI ASN
+            await self.deliver(row)
+        return len(rows)
+
+    async def run(self, stop: asyncio.Event | None = None, idle_s: float = 1.0) -> None:
+        while stop is None or not stop.is_set():
+            try:
+                if await self.push_once() == 0:
+                    await asyncio.sleep(idle_s)
+            except Exception:  # the store or SI ASN misbehaving must not kill the worker: try again shortly
+                log.exception("SI ASN push round failed")
+                await asyncio.sleep(idle_s)
+
+
+def outbox_status(store: ResultsStore, now: datetime | None = None) -> dict[str, Any]:
+    """Pending, delivered, rejected, superseded counts and the age of the oldest pending push."""
+    o = m.SiasnOutbox
+    now = now or _now()
+    with Session(store.engine) as s:
+        counts = dict(s.execute(select(o.status, func.count()).group_by(o.status)).all())
+        oldest = _aware(s.scalar(select(func.min(o.created_at)).where(o.status == "pending")))
+    return {"pending": counts.get("pending", 0), "delivered": counts.get("delivered", 0),
+            "rejected": counts.get("rejected", 0), "superseded": counts.get("superseded", 0),
+            "oldest_pending_age_s": round((now - oldest).total_seconds(), 1) if oldest else 0.0}
+
+
+def retry_rejected(store: ResultsStore) -> int:
+    """After SI ASN data was fixed: send the rejected pushes again (of current results only)."""
+    o, r = m.SiasnOutbox, m.Result
+    current = select(r.result_version).where(r.nip == o.nip, r.activity_id == o.activity_id, r.status == "current")
+    with Session(store.engine) as s, s.begin():
+        res = s.execute(update(o).where(o.status == "rejected", o.result_version.in_(current.scalar_subquery()))
+                        .values(status="pending", attempts=0, next_attempt_at=_now(), claimed_until=None))
+        return res.rowcount or 0

@@ -1,0 +1,105 @@
+"""The outbox pusher against a fake SI ASN: delivery, rejection, outages, crash safety, superseded results."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sinks.siasn_push import OutboxPusher, outbox_status, retry_rejected
+from sinks.store import ResultsStore
+
+
+class Rejected(Exception):
+    pass
+
+
+class Unavailable(Exception):
+    pass
+
+
+class FakeSiasn:
+    def __init__(self) -> None:
+        self.saved: dict[str, list[dict[str, int]]] = {}
+        self.down = 0
+        self.reject: set[str] = set()
+        self.calls = 0
+
+    async def save_kompetensi(self, nip: str, levels: dict[str, int]) -> None:
+        self.calls += 1
+        if self.down:
+            self.down -= 1
+            raise Unavailable("503")
+        if nip in self.reject:
+            raise Rejected("pnsId tidak ditemukan")
+        self.saved.setdefault(nip, []).append(dict(levels))
+
+    async def read_kompetensi(self, nip: str) -> list[dict[str, Any]]:
+        return list(self.saved.get(nip, []))
+
+
+@pytest.fixture
+def store(tmp_path: Path, store_cases: Any) -> ResultsStore:
+    s = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
+    s.create_schema()
+    return s
+
+
+def pusher(store: ResultsStore, fake: FakeSiasn, clock: list[datetime]) -> OutboxPusher:
+    return OutboxPusher(store, fake, rejected_exc=Rejected, unavailable_exc=Unavailable, retry_base_s=1,
+                        now=lambda: clock[0])
+
+
+NIP_A, NIP_B = "199001012015031001", "198505122010012002"
+
+
+def test_delivers_each_result_once_and_rejects_without_retry(store: ResultsStore, store_cases: Any) -> None:
+    fake, clock = FakeSiasn(), [datetime.now(UTC) + timedelta(seconds=5)]  # just after the writes below
+    store.write_batch([store_cases.scored(NIP_A, 1), store_cases.scored(NIP_B, 1)])
+    fake.reject.add(NIP_B)
+    p = pusher(store, fake, clock)
+    assert asyncio.run(p.push_once()) == 2
+    assert asyncio.run(p.push_once()) == 0  # nothing left: the rejected one is not retried
+    assert list(fake.saved) == [NIP_A] and fake.calls == 2
+    status = outbox_status(store, clock[0])
+    assert (status["delivered"], status["rejected"], status["pending"]) == (1, 1, 0)
+    fake.reject.clear()
+    assert retry_rejected(store) == 1  # the operator fixed the data in SI ASN
+    asyncio.run(p.push_once())
+    assert outbox_status(store, clock[0])["delivered"] == 2 and len(fake.saved[NIP_B]) == 1
+
+
+def test_outage_backs_off_then_delivers(store: ResultsStore, store_cases: Any) -> None:
+    fake, clock = FakeSiasn(), [datetime.now(UTC) + timedelta(seconds=5)]  # just after the writes below
+    store.write_batch([store_cases.scored(NIP_A, 1)])
+    fake.down = 2
+    p = pusher(store, fake, clock)
+    asyncio.run(p.push_once())
+    assert asyncio.run(p.push_once()) == 0  # not due yet: backing off
+    for _ in range(3):
+        clock[0] += timedelta(minutes=10)
+        asyncio.run(p.push_once())
+    assert fake.saved == {NIP_A: [fake.saved[NIP_A][0]]} and outbox_status(store, clock[0])["delivered"] == 1
+
+
+def test_a_crash_after_siasn_saved_never_saves_twice(store: ResultsStore, store_cases: Any) -> None:
+    fake, clock = FakeSiasn(), [datetime.now(UTC) + timedelta(seconds=5)]  # just after the writes below
+    store.write_batch([store_cases.scored(NIP_A, 1)])
+    p = pusher(store, fake, clock)
+    (row,) = p.claim()
+    asyncio.run(fake.save_kompetensi(row["nip"], row["payload"]["levels"]))  # SI ASN saved; the worker died here
+    clock[0] += timedelta(minutes=5)  # the lease runs out
+    asyncio.run(p.push_once())
+    assert len(fake.saved[NIP_A]) == 1 and outbox_status(store, clock[0])["delivered"] == 1
+
+
+def test_superseded_result_is_not_pushed(store: ResultsStore, store_cases: Any) -> None:
+    fake, clock = FakeSiasn(), [datetime.now(UTC) + timedelta(seconds=5)]  # just after the writes below
+    store.write_batch([store_cases.scored(NIP_A, 1)])
+    store.write_batch([store_cases.scored(NIP_A, 2, blueprint_version="2026.2", level=4)])
+    asyncio.run(pusher(store, fake, clock).push_once())
+    assert fake.saved == {NIP_A: [dict.fromkeys(fake.saved[NIP_A][0], 4)]}
+    assert outbox_status(store, clock[0])["superseded"] == 1
