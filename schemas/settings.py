@@ -82,6 +82,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the results store (PostgreSQL in production).",
     )
 
+    # --- SI ASN push -------------------------------------------------------------------------------
+    siasn_push_enabled: bool = Field(
+        default=False, description="Run the outbox pusher in the worker (SI ASN URL and credentials: CACT_SIASN_*).")
+
     # --- Scoring -------------------------------------------------------------------------------
     blueprint_dir: Path | None = Field(
         default=None, description="Folder of blueprint JSON files; defaults to the shipped samples."

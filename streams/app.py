@@ -31,7 +31,8 @@ from streams.state import TableOverlay
 from sinks.attendance_view import attendance_overview
 from sinks.store import ResultsStore
 from schemas.events import CheckinWindowClosed, derived_id, new_event
-from streams.metrics import AttendanceCollector
+from sinks.siasn_push import outbox_status
+from streams.metrics import AttendanceCollector, OutboxCollector
 from prometheus_client import REGISTRY
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,6 +164,17 @@ def create_app(settings: Settings) -> faust.App:
         return web.html(OPERATOR_PAGE.read_text(encoding="utf-8"))
 
     REGISTRY.register(AttendanceCollector(overview))
+    REGISTRY.register(OutboxCollector(lambda: outbox_status(view_store)))
+
+    @app.task
+    async def siasn_pusher() -> None:
+        if not settings.siasn_push_enabled:
+            return
+        from sinks.siasn_client import SiasnClient, SiasnConfig, SiasnRejected, SiasnUnavailable
+        from sinks.siasn_push import OutboxPusher
+
+        async with SiasnClient(SiasnConfig.from_env()) as client:
+            await OutboxPusher(view_store, client, rejected_exc=SiasnRejected, unavailable_exc=SiasnUnavailable).run()
 
     @app.task
     async def sink() -> None:

@@ -14,10 +14,12 @@ from schemas.settings import Settings, get_settings
 
 app = typer.Typer(help="cact-pipeline: CACT exam events from the labs to SI ASN, on Kafka.", no_args_is_help=True,
                   add_completion=False)
+siasn_app = typer.Typer(help="The automated push to SI ASN: backlog and retries.", no_args_is_help=True)
 attendance_app = typer.Typer(help="Attendance: no-show lists for rescheduling.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The event contract's JSON Schemas (schemas/json/).", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(attendance_app, name="attendance")
+app.add_typer(siasn_app, name="siasn")
 console = Console(stderr=True)
 
 
@@ -158,6 +160,38 @@ def attendance_no_shows(
         if out:
             handle.close()
     console.print(f"{len(rows)} no-shows for agency {agency}" + (f" written to {out}" if out else ""))
+
+
+@siasn_app.command("status")
+def siasn_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """Pending, delivered and rejected pushes, and the age of the oldest pending one."""
+    from rich.table import Table
+
+    from sinks.siasn_push import outbox_status
+    from sinks.store import ResultsStore
+
+    status = outbox_status(ResultsStore(get_settings().database_url))
+    if as_json:
+        print(json.dumps(status))
+        return
+    table = Table(title="SI ASN push")
+    for key in status:
+        table.add_column(key.replace("_", " "), justify="right")
+    table.add_row(*(str(v) for v in status.values()))
+    Console().print(table)
+
+
+@siasn_app.command("retry")
+def siasn_retry(rejected: Annotated[bool, typer.Option("--rejected", help="Send rejected pushes again")] = False) -> None:
+    """Send SI ASN pushes again, e.g. after the rejected records were fixed in SI ASN."""
+    from sinks.siasn_push import retry_rejected
+    from sinks.store import ResultsStore
+
+    if not rejected:
+        console.print("nothing to do: say which pushes, e.g. --rejected")
+        raise typer.Exit(2)
+    n = retry_rejected(ResultsStore(get_settings().database_url))
+    console.print(f"{n} rejected pushes are pending again")
 
 
 @schemas_app.command("export")

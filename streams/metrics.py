@@ -59,3 +59,22 @@ class AttendanceCollector(Collector):
             silent.add_metric([lab["lab_id"]], 1.0 if lab["silent"] else 0.0)
         yield active
         yield silent
+
+
+class OutboxCollector(Collector):
+    """SI ASN push backlog, read from the outbox at scrape time: what BKN staff watch to trust the push."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            data = self._status()
+        except Exception:
+            return
+        backlog = GaugeMetricFamily("cact_siasn_outbox", "SI ASN pushes by status", labels=["status"])
+        for status in ("pending", "delivered", "rejected", "superseded"):
+            backlog.add_metric([status], data[status])
+        yield backlog
+        yield GaugeMetricFamily("cact_siasn_oldest_pending_age_seconds", "Age of the oldest pending SI ASN push",
+                                value=data["oldest_pending_age_s"])

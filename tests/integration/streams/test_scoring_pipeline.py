@@ -39,7 +39,7 @@ def test_500_participants_scored_replayed_and_rescored(pipeline_kafka: Settings,
                                                        blueprint_dir: Path, scorer: Any) -> None:
     reference, observed = scorer.reference, scorer.observed
     settings = pipeline_kafka.model_copy(update={"database_url": pg_database, "blueprint_dir": blueprint_dir})
-    day: SimDay = build_day(SimConfig(participants=500, seats=40, malformed=0, seed=500),
+    day: SimDay = build_day(SimConfig(participants=500, seats=40, malformed=0, seed=500, mansoskul_only_share=0.3),
                             BlueprintRegistry.from_dir(blueprint_dir))
     raw_bps = {p.stem: json.loads(p.read_text()) for p in blueprint_dir.glob("*.json")}
     worker = WorkerProcess(settings, tmp_path / "worker.log")
