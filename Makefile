@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration schemas bench clean
+.PHONY: install demo test test-unit test-integration schemas bench clean browser promtool
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,14 +17,22 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cact demo
 
-test: $(STAMP)
+test: $(STAMP) browser promtool
 	$(BIN)/python -m pytest tests
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) promtool
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: $(STAMP)
+test-integration: $(STAMP) browser
 	$(BIN)/python -m pytest tests/integration
+
+# Headless Chromium for the operator-page browser test (Debian's package; Playwright never downloads one).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# promtool checks and unit-tests the Prometheus alert rules in deploy/prometheus/.
+promtool:
+	command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 
 schemas: $(STAMP)
 	$(BIN)/cact schemas export

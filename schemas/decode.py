@@ -63,7 +63,8 @@ def decode_event(raw: bytes | str, *, topic: str | None = None) -> Event:
         raise Rejected(Reason.BAD_JSON, f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Rejected(Reason.NOT_AN_OBJECT, "an event is a JSON object")
-    cls = EVENT_TYPES.get(data.get("event_type"))  # type: ignore[arg-type]
+    event_type = data.get("event_type")
+    cls = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if cls is None:
         shown = str(data.get("event_type"))[:64]
         raise Rejected(Reason.UNKNOWN_EVENT_TYPE, f"unknown event_type {shown!r}")

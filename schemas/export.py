@@ -21,6 +21,13 @@ BASE_ID = "https://cact.bkn.go.id/schemas/v1"
 
 
 def event_schema(cls: type[Event]) -> dict[str, Any]:
+    """The JSON Schema of one event type, as published to lab vendors.
+
+    Serialization mode, because it is the shape the events have on the wire and, unlike validation mode,
+    keeps the NIP pattern that pydantic drops behind the NIP's after-validator. ``$id`` and ``title`` name
+    the type, and the description carries the topic and key: a vendor reading only the schema file still
+    knows where to send the event and how to key it.
+    """
     name = cls.model_fields["event_type"].default
     schema = cls.model_json_schema(mode="serialization")
     return {
@@ -33,12 +40,19 @@ def event_schema(cls: type[Event]) -> dict[str, Any]:
 
 
 def _render(cls: type[Event]) -> str:
+    """Sorted keys, two-space indent, trailing newline: the same classes always give the same bytes."""
     return json.dumps(event_schema(cls), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def export_schemas(out_dir: Path = DEFAULT_DIR) -> list[Path]:
+    """Write ``<EventType>.json`` for every event type into ``out_dir``; return the paths in contract order.
+
+    Files are rewritten whole, so the result depends only on the classes (the checked-in files stay stable
+    and a diff shows exactly what a model change did). Files of event types that no longer exist are left
+    alone: :func:`stale_schemas` reports them, and deleting a published schema is a decision for a person.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[Path] = []
     for cls in ALL_EVENTS:
         path = out_dir / f"{cls.model_fields['event_type'].default}.json"
         path.write_text(_render(cls), encoding="utf-8")
@@ -47,6 +61,11 @@ def export_schemas(out_dir: Path = DEFAULT_DIR) -> list[Path]:
 
 
 def stale_schemas(out_dir: Path = DEFAULT_DIR) -> list[str]:
+    """File names in ``out_dir`` that are missing, differ from what the classes generate, or are extra.
+
+    An empty list means the checked-in schemas are what vendors would get from the current code; a test and
+    ``cact schemas check`` fail otherwise, so a model change cannot ship without its schema.
+    """
     expected = {f"{cls.model_fields['event_type'].default}.json": _render(cls) for cls in ALL_EVENTS}
     present = {p.name for p in out_dir.glob("*.json")} if out_dir.exists() else set()
     stale = [n for n, text in expected.items() if not (out_dir / n).exists() or (out_dir / n).read_text(encoding="utf-8") != text]
@@ -106,22 +125,22 @@ def render_field_tables() -> str:
                 if f"{n}" in json.dumps(defs[payload_ref]):
                     out += ["", f"`{n}`:", ""] + _table(defs[n], defs)
             out.append("")
-    out += ["### Dead-letter reason codes", "", "| reason | meaning |", "|---|---|"]
-    out += [f"| `{code}` | {REASONS[code]} |" for code in Reason.ALL]
+    out += ["### Dead-letter reason codes", "", "| reason | meaning | what the producer should do |", "|---|---|---|"]
+    out += [f"| `{code}` | {REASONS[code]} | {REASON_ACTIONS[code]} |" for code in Reason.ALL]
     out += ["", END]
     return "\n".join(out)
 
 
 REASONS = {
-    Reason.BAD_JSON: "the bytes are not JSON. Fix the emitter's serialisation.",
+    Reason.BAD_JSON: "the bytes are not JSON (or not UTF-8).",
     Reason.NOT_AN_OBJECT: "the JSON is not an object (an array, a string…).",
     Reason.UNKNOWN_EVENT_TYPE: "`event_type` is missing or not one of the contract's types.",
     Reason.UNSUPPORTED_SCHEMA_VERSION: "`schema_version` is not 1.",
     Reason.INVALID_NIP: "a `nip` is not a valid 18-digit PNS or PPPK NIP (layout and dates checked).",
     Reason.INVALID_FIELD: "a field is missing, has the wrong type, or `occurred_at` has no UTC offset; `detail` names it.",
     Reason.WRONG_TOPIC: "the event type belongs on another topic.",
-    Reason.UNKNOWN_SESSION: "the event names a session the pipeline does not know.",
-    Reason.UNKNOWN_BLUEPRINT: "`SessionScheduled.blueprint_id` names a blueprint the worker has not loaded.",
+    Reason.UNKNOWN_SESSION: "the event names a session the pipeline does not know (today: a `RescoreRequested` for a session not scheduled in that activity).",
+    Reason.UNKNOWN_BLUEPRINT: "`blueprint_id` (with `blueprint_version` in a rescore) names a blueprint the worker has not loaded, or a rescore names another blueprint than the session's.",
     Reason.UNKNOWN_ITEM: "an answer names an item that is not in the item bank, or belongs to another section.",
     Reason.UNKNOWN_OPTION: "an answer names an option the item does not have.",
     Reason.UNKNOWN_PARTICIPANT: "a reschedule names a participant who is not scheduled in the `from` session.",
@@ -130,7 +149,30 @@ REASONS = {
 }
 
 
+#: What the sender of a dead-lettered message should do about it, per reason code (docs/events.md).
+REASON_ACTIONS = {
+    Reason.BAD_JSON: "Send UTF-8 JSON, one event per message, then send the event again.",
+    Reason.NOT_AN_OBJECT: "Send each event as its own message: never an array of events or a bare value.",
+    Reason.UNKNOWN_EVENT_TYPE: "Use an event type of this document, spelled exactly (case matters).",
+    Reason.UNSUPPORTED_SCHEMA_VERSION: "Send `schema_version: 1` on the `.v1` topics; another version goes to its own topics.",
+    Reason.INVALID_NIP: "Take the NIP from the participant's SI ASN record, never retype or pad it; send again.",
+    Reason.INVALID_FIELD: "Fix the field named in `detail` (validate against `schemas/json/` before sending); send again.",
+    Reason.WRONG_TOPIC: "Send the event to its type's topic (the tables above; the schema's description names it).",
+    Reason.UNKNOWN_SESSION: "Name a scheduled session with its own `activity_id`; check for a typo in either.",
+    Reason.UNKNOWN_BLUEPRINT: "Use a blueprint id and version BKN has deployed to the workers; ask BKN first for a new one.",
+    Reason.UNKNOWN_ITEM: "Check that the lab runs the blueprint version the session was scheduled with; send the corrected sheet.",
+    Reason.UNKNOWN_OPTION: "As for `unknown_item`: the lab's copy of the blueprint differs from BKN's.",
+    Reason.UNKNOWN_PARTICIPANT: "Send the `ParticipantScheduled` for the `from` session first, then the reschedule again.",
+    Reason.UNKNOWN_SECTION: "Send only the sections of the session's blueprint.",
+    Reason.PROCESSING_ERROR: "Nothing on the producer's side: report the source topic, partition and offset to BKN operators.",
+}
+
+
 def write_doc(path: Path = DOC_PATH) -> bool:
+    """Replace the generated block of docs/events.md; return whether it changed.
+
+    Only the text between the markers is generated: the prose around it is written by hand and kept.
+    """
     text = path.read_text(encoding="utf-8")
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
@@ -141,5 +183,6 @@ def write_doc(path: Path = DOC_PATH) -> bool:
 
 
 def doc_is_stale(path: Path = DOC_PATH) -> bool:
+    """True when docs/events.md lacks the field tables the classes generate now."""
     text = path.read_text(encoding="utf-8")
     return render_field_tables() not in text

@@ -28,7 +28,7 @@ def validate_nip(nip: str, *, today: date | None = None) -> str:
     PPPK: birth YYYYMMDD + appointment YYYY + '2' + digit 1-9 + gender (1|2) + serial (3).
     The two are told apart by digits 13-14: a PNS month is 01-12, a PPPK marker is 21-29.
     """
-    if len(nip) != NIP_LENGTH or not nip.isdigit():
+    if len(nip) != NIP_LENGTH or not (nip.isascii() and nip.isdigit()):
         raise InvalidNIP("must be exactly 18 digits")
     today = today or date.today()
     birth = _birth_date(nip)

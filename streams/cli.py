@@ -162,6 +162,27 @@ def attendance_no_shows(
     console.print(f"{len(rows)} no-shows for agency {agency}" + (f" written to {out}" if out else ""))
 
 
+@app.command("siasn-emulator")
+def siasn_emulator(
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8243,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    latency_ms: Annotated[int, typer.Option(help="Delay every answer by this much")] = 0,
+    fail_rate: Annotated[float, typer.Option(help="Share of API calls answered with a 5xx")] = 0.0,
+) -> None:
+    """Run the SI ASN emulator (tokens, data-utama, save and read-back endpoints) until Ctrl-C.
+
+    Faults can also be changed while it runs: POST /_emulator/faults; counts at GET /_emulator/stats.
+    """
+    from sinks.siasn_emulator import EmulatorConfig, Faults, run_emulator
+
+    def ready(url: str) -> None:
+        console.print(f"[green]SI ASN emulator on {url}[/]; a worker pushes to it with:")
+        for k, v in EmulatorConfig().client_env(url).items():
+            console.print(f"export {k}={v}")
+
+    run_emulator(host, port, Faults(latency_ms=latency_ms, fail_rate=fail_rate), on_ready=ready)
+
+
 @siasn_app.command("status")
 def siasn_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """Pending, delivered and rejected pushes, and the age of the oldest pending one."""

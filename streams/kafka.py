@@ -2,6 +2,18 @@
 
 One function per client library turns the one Settings object into that library's keyword arguments, so
 SASL/TLS for a secured cluster is configured once, from the environment, for producers, Faust and sinks.
+
+The admin helpers work on Apache Kafka and on the embedded Tansu broker alike, which shapes them:
+
+* the admin API's ``list_consumer_group_offsets`` crashes Tansu 0.6, so committed offsets are read with a
+  consumer that joins nothing (``AIOKafkaConsumer(group_id=...).committed(tp)``);
+* Tansu answers ListOffsets(latest) with the base offset of the partition's last record batch + 1, so
+  high watermarks are taken from a fetch response instead (see :func:`end_offsets`);
+* Tansu creates a topic as soon as a metadata request names it, so topics are only ever described after
+  listing what exists.
+
+Nothing here logs: the keyword dicts hold the SASL password in clear (the client libraries need it that
+way), so log them only through :func:`redacted`.
 """
 
 from __future__ import annotations
@@ -16,10 +28,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import TopicPartition
 
-from schemas import topics
 from schemas.settings import Settings
+from schemas.topics import ALL_TOPICS, INPUT_TOPICS, TopicSpec
 
+#: CreateTopics error code for "topic already exists": returned per topic, not raised, and fine for us.
 TOPIC_EXISTS = 36
+#: How long ensure_topics waits for new topics to show up in metadata (Kafka propagates asynchronously).
+TOPIC_METADATA_WAIT_SECONDS = 10.0
+_SECRET_KEYS = ("sasl_plain_password",)
 
 
 def _ssl(settings: Settings) -> bool:
@@ -30,48 +46,73 @@ def _sasl(settings: Settings) -> bool:
     return settings.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
 
+def _path(value: object | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _password(settings: Settings) -> str | None:
+    return settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+
+
+def _bootstrap_list(settings: Settings) -> list[str]:
+    return [hp.strip() for hp in settings.bootstrap_servers.split(",") if hp.strip()]
+
+
+def redacted(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of client keyword arguments that is safe to log: the SASL password is masked."""
+    return {k: ("***" if k in _SECRET_KEYS and v is not None else v) for k, v in kwargs.items()}
+
+
 def client_kwargs(settings: Settings) -> dict[str, Any]:
-    """aiokafka consumers, producers and admin clients."""
+    """aiokafka consumers, producers and admin clients.
+
+    For SSL protocols an ``ssl_context`` is always built, with the system CAs when no cafile is given:
+    aiokafka refuses SSL without one, and a managed cluster's public certificate needs no cafile.
+    """
     kw: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers,
                           "security_protocol": settings.kafka_security_protocol}
     if _ssl(settings):
         kw["ssl_context"] = create_ssl_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            cafile=_path(settings.kafka_ssl_cafile),
+            certfile=_path(settings.kafka_ssl_certfile),
+            keyfile=_path(settings.kafka_ssl_keyfile),
         )
     if _sasl(settings):
         kw["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         kw["sasl_plain_username"] = settings.kafka_sasl_username
-        kw["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        kw["sasl_plain_password"] = _password(settings)
     return kw
 
 
 def kafka_python_kwargs(settings: Settings) -> dict[str, Any]:
-    """kafka-python producers (the lab emitter)."""
-    kw: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers.split(","),
+    """kafka-python producers (the lab emitter): same settings, kafka-python's names (``ssl_cafile`` …)."""
+    kw: dict[str, Any] = {"bootstrap_servers": _bootstrap_list(settings),
                           "security_protocol": settings.kafka_security_protocol}
     if _ssl(settings):
-        kw.update(ssl_cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-                  ssl_certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-                  ssl_keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None)
+        kw.update(ssl_cafile=_path(settings.kafka_ssl_cafile),
+                  ssl_certfile=_path(settings.kafka_ssl_certfile),
+                  ssl_keyfile=_path(settings.kafka_ssl_keyfile))
     if _sasl(settings):
         kw.update(sasl_mechanism=settings.kafka_sasl_mechanism or "PLAIN",
                   sasl_plain_username=settings.kafka_sasl_username,
-                  sasl_plain_password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None)
+                  sasl_plain_password=_password(settings))
     return kw
 
 
 def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
-    """faust.App(...) broker settings."""
-    import faust
+    """faust.App(...) broker settings: one ``kafka://`` URL per bootstrap server, plus credentials.
 
-    kw: dict[str, Any] = {"broker": [f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(",")]}
+    Faust derives the security protocol from the credentials object (SASL with an ssl_context is SASL_SSL),
+    so the context from :func:`client_kwargs` is passed along for both SSL protocols.
+    """
+    import faust  # imported here: only the worker needs Faust, and it is slow to import
+
+    kw: dict[str, Any] = {"broker": [f"kafka://{hp}" for hp in _bootstrap_list(settings)]}
     ssl_context = client_kwargs(settings).get("ssl_context")
     if _sasl(settings):
         kw["broker_credentials"] = faust.SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None,
+            password=_password(settings),
             mechanism=settings.kafka_sasl_mechanism or "PLAIN",
             ssl_context=ssl_context,
         )
@@ -80,95 +121,171 @@ def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
     return kw
 
 
-async def ensure_topics(settings: Settings, specs: Sequence[topics.TopicSpec] = topics.ALL_TOPICS) -> None:
-    """Create missing topics; refuse to run when the schedule and lab topics are not co-partitioned."""
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(s.name, settings.topic_partitions, settings.topic_replication) for s in specs])
-    except Exception as exc:  # some brokers raise TopicAlreadyExists instead of returning error code 36
-        if "already exists" not in str(exc).lower() and type(exc).__name__ != "TopicAlreadyExistsError":
-            raise
-    finally:
-        await admin.close()
-    counts = await partition_counts(settings, [t.name for t in topics.INPUT_TOPICS])
-    if len(set(counts.values())) > 1:
-        raise RuntimeError(f"schedule and lab topics must have equal partition counts (co-partitioned by session), got {counts}")
+# ------------------------------------------------------------------------------------------------
+# Topics
+# ------------------------------------------------------------------------------------------------
+
+async def _existing_partition_counts(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str, int]:
+    """Partition counts of those of ``names`` that exist, without creating the others.
+
+    Listing first matters on Tansu, whose metadata request creates any topic it names.
+    """
+    existing = set(await admin.list_topics())
+    wanted = [n for n in names if n in existing]
+    if not wanted:
+        return {}
+    described = await admin.describe_topics(wanted)
+    return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0 and d["partitions"]}
 
 
 async def partition_counts(settings: Settings, names: Sequence[str]) -> dict[str, int]:
+    """Partition count of every topic in ``names`` that exists; missing topics are left out (not created)."""
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     try:
-        described = await admin.describe_topics(list(names))
-        return {d["topic"]: len(d["partitions"]) for d in described}
+        return await _existing_partition_counts(admin, names)
     finally:
         await admin.close()
 
 
-async def end_offsets(settings: Settings, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-    """True high watermarks.
+async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] = ALL_TOPICS) -> None:
+    """Create the missing topics, then refuse to go on when schedule and lab are not co-partitioned.
 
-    Tansu answers ListOffsets(latest) with the base offset of the last record batch + 1, which is short by
-    the rest of that batch; reading the last batch and taking its last offset + 1 is right on Tansu and on
-    Apache Kafka alike.
+    New topics get ``settings.topic_partitions`` and ``settings.topic_replication``; existing topics are
+    left as they are. The worker needs the schedule and lab topics to have the same partition count, or a
+    session's schedule and its lab events land in different partitions and are never seen together, so
+    an existing mismatch is an error here rather than silently wrong attendance later.
     """
+    names = [s.name for s in specs]
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        missing = [n for n in names if n not in set(await admin.list_topics())]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(n, settings.topic_partitions, settings.topic_replication) for n in missing])
+            failed = [(topic, code, message) for topic, code, message in response.topic_errors
+                      if code not in (0, TOPIC_EXISTS)]  # 36: created meanwhile by someone else, fine
+            if failed:
+                raise RuntimeError("could not create Kafka topics: " + "; ".join(
+                    f"{topic}: error {code} {message or ''}".rstrip() for topic, code, message in failed))
+        deadline = time.monotonic() + TOPIC_METADATA_WAIT_SECONDS
+        while True:  # Apache Kafka shows a new topic in metadata a moment after CreateTopics returns
+            # Both input topics, even when ``specs`` names only one: the other may exist with another count.
+            counts = await _existing_partition_counts(admin, [*names, *(t.name for t in INPUT_TOPICS)])
+            if set(counts) >= set(names) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+    if absent := [n for n in names if n not in counts]:
+        raise RuntimeError(f"topics {absent} still missing from the cluster metadata "
+                           f"{TOPIC_METADATA_WAIT_SECONDS:.0f} s after creating them")
+    inputs = {t.name: counts[t.name] for t in INPUT_TOPICS if t.name in counts}
+    if len(set(inputs.values())) > 1:
+        raise RuntimeError(
+            "the schedule and lab topics must have the same partition count, because the worker relies on "
+            f"session_id co-partitioning; found {inputs}. Recreate or repartition one of them to match "
+            f"(CACT_TOPIC_PARTITIONS={settings.topic_partitions} is what this pipeline creates).")
+
+
+# ------------------------------------------------------------------------------------------------
+# Progress: offsets and consumer-group lag
+# ------------------------------------------------------------------------------------------------
+
+async def _true_end_offsets(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition],
+                            timeout: float = 5.0) -> dict[TopicPartition, int]:
+    """High watermarks that are right on Tansu as on Apache Kafka, read with an already started consumer.
+
+    Tansu 0.6 answers ListOffsets(latest) with the base offset of the last record batch + 1, short by
+    the rest of that batch, while its Fetch responses carry the true high watermark. So: ask ListOffsets,
+    and where a partition is not empty fetch from its reported end - 1 (which is inside the last batch)
+    and take the larger of the fetch's high watermark and the last offset fetched + 1. On Apache Kafka
+    that fetch just confirms the reported value. The consumer's assignment is replaced.
+    """
+    reported: Mapping[TopicPartition, int] = await consumer.end_offsets(list(tps))
+    ends = dict(reported)
+    todo = {tp for tp in tps if reported[tp] > 0}
+    if not todo:
+        return ends
+    consumer.assign(list(todo))
+    for tp in todo:
+        consumer.seek(tp, reported[tp] - 1)
+    deadline = time.monotonic() + timeout
+    while todo and time.monotonic() < deadline:
+        batches = await consumer.getmany(*todo, timeout_ms=200)
+        for tp in list(todo):
+            records = batches.get(tp)
+            highwater = consumer.highwater(tp)
+            if records:
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+            if highwater is not None:
+                ends[tp] = max(ends[tp], highwater)
+            if records or highwater is not None:
+                todo.discard(tp)
+    consumer.unsubscribe()
+    return ends
+
+
+async def end_offsets(settings: Settings, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    """True high watermarks of ``tps`` (see :func:`_true_end_offsets` for why not plain ListOffsets)."""
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
     await consumer.start()
     try:
-        reported = await consumer.end_offsets(list(tps))
-        ends = dict(reported)
-        todo = {tp for tp in tps if reported[tp] > 0}
-        if todo:
-            consumer.assign(list(todo))
-            for tp in todo:
-                consumer.seek(tp, reported[tp] - 1)
-            deadline = time.monotonic() + 5
-            while todo and time.monotonic() < deadline:
-                for tp, records in (await consumer.getmany(*todo, timeout_ms=200)).items():
-                    if records:
-                        ends[tp] = max(ends[tp], records[-1].offset + 1)
-                        todo.discard(tp)
-        return ends
+        return await _true_end_offsets(consumer, tps)
     finally:
         await consumer.stop()
 
 
-async def group_lag(settings: Settings, group_id: str, topic_names: Sequence[str]) -> int:
-    """Messages the group has not committed yet, over every partition of the topics.
+async def group_lag(settings: Settings, group_id: str, topics: Sequence[str]) -> int:
+    """Messages the group has not committed yet, summed over every partition of ``topics``.
 
-    Reads committed offsets through a non-subscribed consumer: the admin API's list_consumer_group_offsets
-    crashes the Tansu broker.
+    Per partition: end offset - committed offset, or end - beginning offset when the group never
+    committed there (what it will read after ``auto_offset_reset=earliest``). Topics that do not exist
+    count as 0. Committed offsets come from a consumer that neither subscribes nor commits, because the
+    admin API's ``list_consumer_group_offsets`` crashes the Tansu broker.
     """
     consumer = AIOKafkaConsumer(group_id=group_id, enable_auto_commit=False, **client_kwargs(settings))
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in topic_names for p in sorted(consumer.partitions_for_topic(t) or ())]
+        # start() fetched metadata for all topics: one missing from it does not exist, so it has no lag.
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         if not tps:
             return 0
         starts: Mapping[TopicPartition, int] = await consumer.beginning_offsets(tps)
         committed = {tp: await consumer.committed(tp) for tp in tps}
+        ends = await _true_end_offsets(consumer, tps)
     finally:
         await consumer.stop()
-    ends = await end_offsets(settings, tps)
-    return sum(ends[tp] - (committed[tp] if committed[tp] is not None else starts[tp]) for tp in tps)
+    total = 0
+    for tp in tps:
+        position = committed[tp] if committed[tp] is not None else starts[tp]
+        total += max(0, ends[tp] - position)
+    return total
 
 
 async def wait_until_consumed(settings: Settings, groups: Mapping[str, Sequence[str]], *, timeout: float,
                               settle: float = 1.0, progress: Callable[[int], None] | None = None) -> None:
-    """Wait until every group has committed everything on its topics, twice in a row ``settle`` apart.
+    """Wait until every group (group id -> its input topics) has committed everything, twice in a row.
 
-    Twice, because a worker's outputs land on the next group's topics only after its own commit.
+    Twice, ``settle`` seconds apart, because a worker's outputs reach the next group's topics only around
+    its own commit, so one clean poll can come just before new input for the next group appears.
+    ``progress`` gets the total lag after every poll (and may raise, e.g. when the worker died).
+    Raises TimeoutError naming the groups still behind when ``timeout`` seconds pass first.
     """
     deadline = time.monotonic() + timeout
     clean = 0
-    lag = -1
-    while time.monotonic() < deadline:
-        lag = sum([await group_lag(settings, g, t) for g, t in groups.items()])
-        if progress:
-            progress(lag)
-        clean = clean + 1 if lag == 0 else 0
+    lags: dict[str, int] = {}
+    while True:
+        lags = {group: await group_lag(settings, group, topics) for group, topics in groups.items()}
+        total = sum(lags.values())
+        if progress is not None:
+            progress(total)
+        clean = clean + 1 if total == 0 else 0
         if clean >= 2:
             return
+        if time.monotonic() + settle > deadline:
+            break
         await asyncio.sleep(settle)
-    raise TimeoutError(f"still {lag} messages unprocessed after {timeout:.0f} s")
+    behind = ", ".join(f"{group}: {lag}" for group, lag in lags.items() if lag) or "none on the last poll"
+    raise TimeoutError(f"still {sum(lags.values())} messages unconsumed after {timeout:g} s ({behind})")

@@ -12,7 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -262,3 +262,41 @@ STORE_SCENARIOS = ["redelivered_batch_changes_nothing", "higher_version_supersed
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store_scenario" in metafunc.fixturenames:
         metafunc.parametrize("store_scenario", STORE_SCENARIOS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Kafka
+# ------------------------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from schemas.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings pointing at a Kafka-protocol broker that has the pipeline's topics, shared by the session.
+
+    With KAFKA_BOOTSTRAP_SERVERS (or CACT_KAFKA_BOOTSTRAP_SERVERS) set, that cluster and its security
+    settings are used as they are; otherwise an embedded Tansu broker is started on a free port and stopped
+    at the end. Shared, so tests using it must use their own topic names or consumer groups; tests that
+    need an empty pipeline use the function-scoped ``pipeline_kafka`` (tests/integration/conftest.py).
+    Imports are local so unit tests that never ask for Kafka do not pay for aiokafka.
+    """
+    import asyncio
+
+    from schemas.settings import Settings
+    from streams.broker import EmbeddedBroker, free_port
+    from streams.kafka import ensure_topics
+
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get("CACT_KAFKA_BOOTSTRAP_SERVERS"):
+        settings = Settings()
+        asyncio.run(ensure_topics(settings))
+        yield settings
+        return
+    log_path = tmp_path_factory.mktemp("kafka") / "broker.log"
+    with EmbeddedBroker("127.0.0.1", free_port(), log_path=log_path) as broker:
+        # Field names work as keyword arguments (populate_by_name) and win over the environment; the
+        # embedded broker is plaintext, so any SASL/TLS settings from the environment are dropped too.
+        settings = broker.settings(Settings(kafka_bootstrap_servers=broker.bootstrap))
+        asyncio.run(ensure_topics(settings))
+        yield settings
