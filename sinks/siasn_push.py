@@ -30,7 +30,7 @@ FAILED = Counter("cact_siasn_failures_total", "Delivery attempts that failed and
 
 
 class SiasnPort(Protocol):
-    async def save_kompetensi(self, nip: str, levels: dict[str, int]) -> Any: ...
+    async def save_kompetensi(self, nip: str, levels: dict[str, int], *, tahun: int | None = None) -> Any: ...
     async def read_kompetensi(self, nip: str) -> list[dict[str, Any]]: ...
 
 
@@ -87,7 +87,7 @@ class OutboxPusher:
             if row["was_claimed"] and already_saved(await self.client.read_kompetensi(row["nip"]), levels):
                 outcome = "delivered"  # an earlier claim got through before the worker died
             else:
-                await self.client.save_kompetensi(row["nip"], levels)
+                await self.client.save_kompetensi(row["nip"], levels, tahun=row["payload"].get("tahun"))
                 outcome = "delivered"
         except self.rejected_exc as exc:
             await asyncio.to_thread(self._finish, row, status="rejected", attempts=attempts, last_error=str(exc)[:2000])

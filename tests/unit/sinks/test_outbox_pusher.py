@@ -28,7 +28,8 @@ class FakeSiasn:
         self.reject: set[str] = set()
         self.calls = 0
 
-    async def save_kompetensi(self, nip: str, levels: dict[str, int]) -> None:
+    async def save_kompetensi(self, nip: str, levels: dict[str, int], *, tahun: int | None = None) -> None:
+        assert tahun == 2026  # the result's year, not the delivery's
         self.calls += 1
         if self.down:
             self.down -= 1
@@ -90,7 +91,7 @@ def test_a_crash_after_siasn_saved_never_saves_twice(store: ResultsStore, store_
     store.write_batch([store_cases.scored(NIP_A, 1)])
     p = pusher(store, fake, clock)
     (row,) = p.claim()
-    asyncio.run(fake.save_kompetensi(row["nip"], row["payload"]["levels"]))  # SI ASN saved; the worker died here
+    asyncio.run(fake.save_kompetensi(row["nip"], row["payload"]["levels"], tahun=row["payload"]["tahun"]))  # SI ASN saved; the worker died here
     clock[0] += timedelta(minutes=5)  # the lease runs out
     asyncio.run(p.push_once())
     assert len(fake.saved[NIP_A]) == 1 and outbox_status(store, clock[0])["delivered"] == 1
