@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.domain import Competency, Section
+from schemas.domain import POTENTIAL_FIELDS, Competency, Section
 
 Levels = Annotated[list[float], Field(min_length=5, max_length=5)]
 
@@ -63,6 +63,23 @@ class SectionSpec(_Model):
         return [item for sub in self.subtests for item in sub.items]
 
 
+class PotentialSpec(_Model):
+    """Which sub-tests measure each potential dimension: BKN's mapping is not public, so the blueprint carries it.
+
+    A dimension's score is the mean of its sub-tests' percent scores; ``total`` is the mean of the five.
+    A blueprint without this block produces no potential profile, and nothing is sent to ``potensi/save``.
+    """
+
+    berfikirKritis: list[str] = Field(min_length=1)
+    intelektual: list[str] = Field(min_length=1)
+    interpersonal: list[str] = Field(min_length=1)
+    kesadaranDiri: list[str] = Field(min_length=1)
+    motivasiKomitmen: list[str] = Field(min_length=1)
+
+    def subtests_of(self) -> dict[str, list[str]]:
+        return {name: list(getattr(self, name)) for name in POTENTIAL_FIELDS}
+
+
 class Blueprint(_Model):
     blueprint_id: str = Field(min_length=1, max_length=64)
     version: str = Field(min_length=1, max_length=32)
@@ -72,6 +89,7 @@ class Blueprint(_Model):
         default_factory=lambda: list(DEFAULT_CUTS),
         description="Percent of a competency's maximum raw score at which levels 1..5 start.",
     )
+    potential: PotentialSpec | None = Field(default=None, description="Sub-tests behind each potential dimension.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Blueprint":
@@ -97,6 +115,12 @@ class Blueprint(_Model):
             missing = sorted(c.value for c in Competency if c not in covered)
             if missing:
                 raise ValueError(f"Mansoskul has no items for competencies {', '.join(missing)}")
+        if self.potential is not None:
+            codes = {sub.code for spec in self.sections for sub in spec.subtests}
+            for name, subs in self.potential.subtests_of().items():
+                unknown = sorted(set(subs) - codes)
+                if unknown:
+                    raise ValueError(f"potential {name}: no sub-test {', '.join(unknown)} in this blueprint")
         return self
 
     def section(self, section: Section) -> SectionSpec | None:

@@ -30,6 +30,10 @@ SIASN_FIELD: dict[Competency, str] = {
     Competency.S1: "perekatBangsa",
 }
 
+#: The five potential dimensions of SI ASN's ``POST /kompetensi/potensi/save``; it also takes their ``total``.
+POTENTIAL_FIELDS: tuple[str, ...] = ("berfikirKritis", "intelektual", "interpersonal", "kesadaranDiri",
+                                     "motivasiKomitmen")
+
 
 class Section(StrEnum):
     MANSOSKUL = "mansoskul"

@@ -225,6 +225,17 @@ class SectionScore(_Model):
     subtests: dict[str, SubtestScore] = Field(default_factory=dict, description="Score and level per sub-test.")
 
 
+class PotentialScores(_Model):
+    """The potential profile in SI ASN's field names (``potensi/save``); scores are percents, 0..100."""
+
+    berfikirKritis: float = Field(ge=0, le=100)
+    intelektual: float = Field(ge=0, le=100)
+    interpersonal: float = Field(ge=0, le=100)
+    kesadaranDiri: float = Field(ge=0, le=100)
+    motivasiKomitmen: float = Field(ge=0, le=100)
+    total: float = Field(ge=0, le=100)
+
+
 class ParticipantScoredPayload(_Model):
     result_id: uuid.UUID = Field(description="Stable per (NIP, activity): all versions share it.")
     result_version: int = Field(ge=1, description="Increases when the result is recomputed (resubmission, rescoring).")
@@ -242,6 +253,8 @@ class ParticipantScoredPayload(_Model):
     strengths: list[Competency]
     development_areas: list[Competency]
     sections: list[SectionScore]
+    potential: PotentialScores | None = Field(
+        default=None, description="Only when the blueprint maps sub-tests to potential (docs/scoring.md).")
     assessed_on: date
     valid_until: date
     flags: list[str] = Field(default_factory=list, description="e.g. `scored_from_autosave`, `timed_out`.")

@@ -19,6 +19,15 @@ MANSOSKUL_ITEMS_PER_COMPETENCY = 25  # 9 × 25 = 225
 EMERGING = [20] * 7  # 140 items in 7 sub-tests
 DIGITAL = [12] * 5 + [10]  # 70 items in 6 sub-tests
 OPTIONS = ["A", "B", "C", "D"]
+#: An illustrative mapping of sub-tests to SI ASN's potential dimensions (BKN's own is not public): the full
+#: test reports a potential profile, the Mansoskul-only variant does not.
+POTENTIAL = {
+    "berfikirKritis": ["ES-01", "ES-02", "DL-03"],
+    "intelektual": ["ES-03", "ES-04", "DL-01"],
+    "interpersonal": ["MSK-M2", "MSK-M3"],
+    "kesadaranDiri": ["MSK-M6", "ES-05"],
+    "motivasiKomitmen": ["MSK-M1", "MSK-M4", "ES-06"],
+}
 
 
 def _sjt(rng: random.Random, item_id: str, competency: Competency) -> dict:
@@ -60,7 +69,8 @@ def build(seed: int = 2024) -> dict[str, dict]:
         ],
     }
     return {
-        "cact-full": {"blueprint_id": "cact-full", "version": VERSION, "title": "CACT (sample bank)", "sections": [mansoskul, emerging, digital]},
+        "cact-full": {"blueprint_id": "cact-full", "version": VERSION, "title": "CACT (sample bank)",
+                      "sections": [mansoskul, emerging, digital], "potential": POTENTIAL},
         "mansoskul-only": {"blueprint_id": "mansoskul-only", "version": VERSION, "title": "CACT Mansoskul only (sample bank)", "sections": [mansoskul]},
     }
 

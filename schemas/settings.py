@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     # --- SI ASN push -------------------------------------------------------------------------------
     siasn_push_enabled: bool = Field(
         default=False, description="Run the outbox pusher in the worker (SI ASN URL and credentials: CACT_SIASN_*).")
+    siasn_push_batch: int = Field(default=20, ge=1, description="Pushes claimed from the outbox at a time.")
+    siasn_lease_seconds: float = Field(
+        default=120, gt=0, description="A claimed push not finished by then is read back and retried (crash safety).")
+    siasn_retry_base_seconds: float = Field(
+        default=2.0, gt=0, description="First wait before a push that failed on an outage is tried again; doubles.")
+    siasn_retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest wait between two tries.")
 
     # --- Scoring -------------------------------------------------------------------------------
     blueprint_dir: Path | None = Field(

@@ -33,7 +33,7 @@ from typing import Any, Self
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from schemas.domain import SIASN_FIELD
+from schemas.domain import POTENTIAL_FIELDS, SIASN_FIELD
 from schemas.nip import mask_nip
 
 log = logging.getLogger("cact.siasn.client")
@@ -41,8 +41,7 @@ log = logging.getLogger("cact.siasn.client")
 #: The nine competency fields of ``POST /kompetensi/kompetensi/save``, in the order of domain.md §3.
 KOMPETENSI_FIELDS: tuple[str, ...] = tuple(SIASN_FIELD.values())
 #: The six score fields of ``POST /kompetensi/potensi/save`` (besides ``pnsOrangId``).
-POTENSI_FIELDS: tuple[str, ...] = ("berfikirKritis", "intelektual", "interpersonal", "kesadaranDiri",
-                                   "motivasiKomitmen", "total")
+POTENSI_FIELDS: tuple[str, ...] = (*POTENTIAL_FIELDS, "total")
 ENV_PREFIX = "CACT_SIASN_"
 #: Fields that may also be read from the file named by ``CACT_SIASN_<NAME>_FILE`` (Docker/Kubernetes secrets).
 FILE_FIELDS: frozenset[str] = frozenset({"consumer_key", "consumer_secret", "sso_client_id", "sso_username",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,14 +25,16 @@ from sinks import models as m
 from sinks.store import ResultsStore
 
 log = logging.getLogger("cact.siasn")
-DELIVERED = Counter("cact_siasn_deliveries_total", "Results delivered to SI ASN")
-REJECTED = Counter("cact_siasn_rejections_total", "Results SI ASN rejected as invalid")
+DELIVERED = Counter("cact_siasn_deliveries_total", "Pushes delivered to SI ASN", ["kind"])
+REJECTED = Counter("cact_siasn_rejections_total", "Pushes SI ASN rejected as invalid", ["kind"])
 FAILED = Counter("cact_siasn_failures_total", "Delivery attempts that failed and will be retried")
 
 
 class SiasnPort(Protocol):
     async def save_kompetensi(self, nip: str, levels: dict[str, int], *, tahun: int | None = None) -> Any: ...
     async def read_kompetensi(self, nip: str) -> list[dict[str, Any]]: ...
+    async def save_potensi(self, nip: str, potensi: dict[str, float]) -> Any: ...
+    async def read_potensi(self, nip: str) -> list[dict[str, Any]]: ...
 
 
 def _now() -> datetime:
@@ -42,8 +45,13 @@ def _aware(at: datetime | None) -> datetime | None:
     return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
-def already_saved(records: list[dict[str, Any]], levels: dict[str, int]) -> bool:
-    return any(all(r.get(k) == v for k, v in levels.items()) for r in records)
+def already_saved(records: list[dict[str, Any]], fields: dict[str, Any], *, tahun: int | None = None) -> bool:
+    """SI ASN already holds a record with exactly these fields (and this year, when both name one)."""
+    def same(r: dict[str, Any]) -> bool:
+        if tahun is not None and r.get("tahun") not in (None, tahun):
+            return False
+        return all(isinstance(r.get(k), (int, float)) and math.isclose(r[k], v, abs_tol=1e-6) for k, v in fields.items())
+    return any(same(r) for r in records)
 
 
 class OutboxPusher:
@@ -80,18 +88,25 @@ class OutboxPusher:
                                       o.status == "pending")
                       .values(claimed_until=None, **values))
 
+    async def _send(self, row: dict[str, Any]) -> None:
+        """One save; a claim that outlived a crash is read back first (an earlier claim may have got through)."""
+        nip, payload = row["nip"], row["payload"]
+        if row["kind"] == "potensi":
+            scores = payload["scores"]
+            if not (row["was_claimed"] and already_saved(await self.client.read_potensi(nip), scores)):
+                await self.client.save_potensi(nip, scores)
+            return
+        levels, tahun = payload["levels"], payload.get("tahun")
+        if not (row["was_claimed"] and already_saved(await self.client.read_kompetensi(nip), levels, tahun=tahun)):
+            await self.client.save_kompetensi(nip, levels, tahun=tahun)
+
     async def deliver(self, row: dict[str, Any]) -> str:
-        levels = row["payload"]["levels"]
         attempts = row["attempts"] + 1
         try:
-            if row["was_claimed"] and already_saved(await self.client.read_kompetensi(row["nip"]), levels):
-                outcome = "delivered"  # an earlier claim got through before the worker died
-            else:
-                await self.client.save_kompetensi(row["nip"], levels, tahun=row["payload"].get("tahun"))
-                outcome = "delivered"
+            await self._send(row)
         except self.rejected_exc as exc:
             await asyncio.to_thread(self._finish, row, status="rejected", attempts=attempts, last_error=str(exc)[:2000])
-            REJECTED.inc()
+            REJECTED.labels(kind=row["kind"]).inc()
             log.warning("SI ASN rejected the result of %s: %s", mask_nip(row["nip"]), exc)
             return "rejected"
         except self.unavailable_exc as exc:
@@ -102,8 +117,8 @@ class OutboxPusher:
             return "retry"
         await asyncio.to_thread(self._finish, row, status="delivered", attempts=attempts, delivered_at=self.now(),
                                 last_error=None)
-        DELIVERED.inc()
-        return outcome
+        DELIVERED.labels(kind=row["kind"]).inc()
+        return "delivered"
 
     async def push_once(self) -> int:
         rows = await asyncio.to_thread(self.claim)
@@ -131,6 +146,16 @@ def outbox_status(store: ResultsStore, now: datetime | None = None) -> dict[str,
     return {"pending": counts.get("pending", 0), "delivered": counts.get("delivered", 0),
             "rejected": counts.get("rejected", 0), "superseded": counts.get("superseded", 0),
             "oldest_pending_age_s": round((now - oldest).total_seconds(), 1) if oldest else 0.0}
+
+
+def pushed_results(store: ResultsStore) -> int:
+    """Current results every push of which SI ASN has acknowledged (the demo's ``results_pushed_to_siasn``)."""
+    o, r = m.SiasnOutbox, m.Result
+    same = (o.nip == r.nip) & (o.activity_id == r.activity_id) & (o.result_version == r.result_version)
+    with Session(store.engine) as s:
+        return s.scalar(select(func.count()).select_from(r).where(
+            r.status == "current", select(o.kind).where(same).exists(),
+            ~select(o.kind).where(same, o.status != "delivered").exists())) or 0
 
 
 def retry_rejected(store: ResultsStore) -> int:

@@ -230,16 +230,28 @@ class ResultsStore:
         self._upsert(conn, m.Result.__table__, rows, ["nip", "activity_id", "result_version"])
         self._upsert(conn, m.CompetencyResult.__table__, comps, ["nip", "activity_id", "result_version", "code"])
         self._upsert(conn, m.SectionScore.__table__, secs, ["nip", "activity_id", "result_version", "section"])
-        # The push to SI ASN, in the same transaction as the result (the nine levels; none without Mansoskul).
+        # The pushes to SI ASN, in the same transaction as the result: the nine levels (none without Mansoskul)
+        # and the potential profile (only when the blueprint defines one).
         self._upsert(conn, m.SiasnOutbox.__table__, [
             {"nip": e.payload.nip, "activity_id": e.payload.activity_id, "result_version": e.payload.result_version,
-             "kind": "kompetensi", "status": "pending", "attempts": 0, "next_attempt_at": created_at,
-             "created_at": created_at, "payload": {"levels": {c.siasn_field: c.level for c in e.payload.competencies},
-                                                   "tahun": e.payload.assessed_on.year}}
-            for e in batch if e.payload.competencies], ["nip", "activity_id", "result_version", "kind"])
+             "kind": kind, "status": "pending", "attempts": 0, "next_attempt_at": created_at,
+             "created_at": created_at, "payload": push}
+            for e in batch for kind, push in self.siasn_pushes(e.payload)],
+            ["nip", "activity_id", "result_version", "kind"])
         touched = {(e.payload.nip, e.payload.activity_id) for e in batch}
         self._mark_current(conn, touched)
         self._retire_superseded_pushes(conn, touched)
+
+    @staticmethod
+    def siasn_pushes(p: ev.ParticipantScoredPayload) -> list[tuple[str, dict[str, Any]]]:
+        """What SI ASN must receive for one result version: (kind, payload) per save endpoint."""
+        pushes: list[tuple[str, dict[str, Any]]] = []
+        if p.competencies:
+            pushes.append(("kompetensi", {"levels": {c.siasn_field: c.level for c in p.competencies},
+                                          "tahun": p.assessed_on.year}))
+        if p.potential is not None:
+            pushes.append(("potensi", {"scores": p.potential.model_dump()}))
+        return pushes
 
     @staticmethod
     def _mark_current(conn: Connection, touched: set[tuple[str, str]]) -> None:

@@ -174,7 +174,10 @@ def create_app(settings: Settings) -> faust.App:
         from sinks.siasn_push import OutboxPusher
 
         async with SiasnClient(SiasnConfig.from_env()) as client:
-            await OutboxPusher(view_store, client, rejected_exc=SiasnRejected, unavailable_exc=SiasnUnavailable).run()
+            await OutboxPusher(view_store, client, rejected_exc=SiasnRejected, unavailable_exc=SiasnUnavailable,
+                               batch=settings.siasn_push_batch, lease_s=settings.siasn_lease_seconds,
+                               retry_base_s=settings.siasn_retry_base_seconds,
+                               retry_max_s=settings.siasn_retry_max_seconds).run()
 
     @app.task
     async def sink() -> None:
@@ -195,5 +198,9 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from faust.worker import Worker
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.siasn_push_enabled:  # a push without credentials must stop the worker now, not fail at each try
+        from sinks.siasn_client import SiasnConfig
+
+        SiasnConfig.from_env()
     app = create_app(settings)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -31,12 +31,16 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "war
     CACT_DATABASE_URL. Run several on different machines to share the partitions.
     """
     from schemas.blueprint import BlueprintError
+    from sinks.siasn_client import SiasnConfigError
     from streams.app import run_worker
 
     try:
         run_worker(get_settings(), loglevel=loglevel)
     except BlueprintError as exc:
         console.print(f"[red]blueprint rejected:[/] {exc}")
+        raise typer.Exit(2) from None
+    except SiasnConfigError as exc:
+        console.print(f"[red]SI ASN push enabled but not configured:[/] {exc}")
         raise typer.Exit(2) from None
 
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from schemas import topics
 from schemas.blueprint import BlueprintRegistry
 from schemas.settings import Settings, settings_env
 from sinks.runner import sink_group
+from sinks.siasn_emulator import EmulatorThread
+from sinks.siasn_push import outbox_status, pushed_results
 from sinks.store import ResultsStore
 from streams.broker import EmbeddedBroker, free_port
 from streams.kafka import ensure_topics, wait_until_consumed
@@ -36,8 +39,8 @@ from streams.kafka import ensure_topics, wait_until_consumed
 class WorkerProcess:
     """A ``cact worker`` child process in its own process group, so stopping it stops all of it."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        env = {**os.environ, **settings_env(settings)}
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, **settings_env(settings), **(extra_env or {})}
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -94,8 +97,25 @@ def compare(day: SimDay, stored: dict[str, Any]) -> list[str]:
     """What the store must show for this day; each line that does not hold is a failure."""
     expected = {"participants_scheduled": day.scheduled, "participants_checked_in": day.attended,
                 "no_shows": day.scheduled - day.attended, "participants_scored": day.attended,
-                "results_in_store": day.attended, "deadletters": len(day.malformed)}
+                "results_in_store": day.attended, "results_pushed_to_siasn": day.attended,
+                "siasn_records_saved": day.attended, "deadletters": len(day.malformed)}
     return [f"{k}: expected {v}, store has {stored.get(k)}" for k, v in expected.items() if stored.get(k) != v]
+
+
+def siasn_env(emulator: EmulatorThread) -> dict[str, str]:
+    """The worker's SI ASN settings for the emulator: its URLs and demo credentials, and no 10/s pacing."""
+    return {**emulator.config.client_env(emulator.url), "CACT_SIASN_RATE_PER_S": "0"}
+
+
+def wait_until_pushed(store: ResultsStore, *, timeout: float, progress: Callable[[int], None] | None = None) -> None:
+    """Until the outbox has nothing pending (delivered or rejected); raises TimeoutError with the backlog."""
+    deadline = time.monotonic() + timeout
+    while (pending := outbox_status(store)["pending"]) > 0:
+        if progress is not None:
+            progress(pending)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{pending} pushes to SI ASN still pending after {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: Path, timeout: float = 240) -> dict[str, Any]:
@@ -113,7 +133,10 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
             "worker_web_port": free_port(),
         })
         asyncio.run(ensure_topics(settings))
-        worker = WorkerProcess(settings, workdir / "worker.log")
+        siasn = stack.enter_context(EmulatorThread())
+        console.print(f"[green]✓[/] SI ASN emulator on {siasn.url} (the worker pushes every result to it)")
+        settings = settings.model_copy(update={"siasn_push_enabled": True})
+        worker = WorkerProcess(settings, workdir / "worker.log", extra_env=siasn_env(siasn))
         stack.callback(worker.stop)
         console.print(f"[green]✓[/] worker started (pid {worker.proc.pid}, metrics on "
                       f"http://{settings.worker_web_host}:{settings.worker_web_port}/metrics)")
@@ -127,7 +150,10 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
             asyncio.run(wait_until_consumed(settings, consumer_groups(settings), timeout=timeout, progress=worker.check))
         if not worker.alive():
             raise RuntimeError(f"the worker died; see {workdir / 'worker.log'}")
-        stored = ResultsStore(settings.database_url).summary()
+        store = ResultsStore(settings.database_url)
+        with console.status("pushing: waiting until SI ASN has acknowledged every result…"):
+            wait_until_pushed(store, timeout=timeout, progress=worker.check)
+        stored = store.summary()
         summary = {
             "participants_scheduled": stored["participants_scheduled"],
             "participants_checked_in": stored["participants_checked_in"],
@@ -135,6 +161,9 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
             "no_show_rate": stored["no_show_rate"],
             "participants_scored": stored["results_in_store"],
             "results_in_store": stored["results_in_store"],
+            "results_pushed_to_siasn": pushed_results(store),
+            "siasn_outbox": outbox_status(store),
+            "siasn_records_saved": siasn.stats()["saves_total"],
             "deadletters": stored["deadletters"],
             "deadletters_by_reason": stored["deadletters_by_reason"],
             "simulated": day.summary(),
@@ -156,6 +185,7 @@ def render(summary: dict[str, Any], console: Console) -> None:
         ("no-shows", summary["no_shows"], sim["no_shows"]),
         ("no-show rate", f"{summary['no_show_rate']:.1%}", f"{sim['no_shows'] / max(1, sim['participants_scheduled']):.1%}"),
         ("participants scored", summary["participants_scored"], sim["participants_checked_in"]),
+        ("results pushed to SI ASN", summary["results_pushed_to_siasn"], sim["participants_checked_in"]),
         ("dead letters", summary["deadletters"], sim["malformed_events"]),
     ]
     for name, got, want in rows:

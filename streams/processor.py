@@ -444,6 +444,8 @@ class SessionProcessor:
             "valid_until": scoring.add_years(assessed_on, self.policy.validity_years).isoformat(),
             "flags": sorted(flags), "provenance": sorted(provenance),
         }
+        if outcome.potential is not None:  # absent, not null, without it: older results keep their digest
+            body["potential"] = outcome.potential
         digest = _digest(body)
         previous = part["result"]
         if previous and previous["digest"] == digest:

@@ -200,6 +200,7 @@ class Outcome:
     competencies: list[CompetencyOutcome]
     jpm: float | None
     category: str | None
+    potential: dict[str, float] | None = None
 
     @property
     def strengths(self) -> list[Competency]:
@@ -231,16 +232,33 @@ def score_participant(
                       sheets[spec.section].completion if spec.section in sheets else "autosave")
         for spec in blueprint.sections
     ]
+    potential = score_potential(blueprint, sections)
     mansoskul = next((s for s in sections if s.section is Section.MANSOSKUL), None)
     if mansoskul is None:
-        return Outcome(sections=sections, competencies=[], jpm=None, category=None)
+        return Outcome(sections=sections, competencies=[], jpm=None, category=None, potential=potential)
     standards = standards_for(policy, tier, standard_overrides)
     comps = []
     for code in Competency:
         raw, max_raw = mansoskul.competencies[code]
         comps.append(CompetencyOutcome(code, raw, max_raw, level_for(percent(raw, max_raw), blueprint.competency_cut_scores), standards[code]))
     value = jpm({c.code: c.level for c in comps}, standards, policy.jpm_formula)
-    return Outcome(sections=sections, competencies=comps, jpm=value, category=category(value, purpose, policy))
+    return Outcome(sections=sections, competencies=comps, jpm=value, category=category(value, purpose, policy),
+                   potential=potential)
+
+
+def score_potential(blueprint: Blueprint, sections: list[SectionOutcome]) -> dict[str, float] | None:
+    """The potential profile SI ASN's ``potensi/save`` takes, when the blueprint maps sub-tests to it.
+
+    Each dimension is the mean of its sub-tests' percent scores (0..100), ``total`` the mean of the five
+    dimensions, all rounded to 2 decimals; ``None`` when the blueprint defines no potential.
+    """
+    if blueprint.potential is None:
+        return None
+    scores = {code: score for s in sections for code, (score, _level) in s.subtests.items()}
+    out = {name: round(sum(scores[c] for c in codes) / len(codes), 2)
+           for name, codes in blueprint.potential.subtests_of().items()}
+    out["total"] = round(sum(out.values()) / len(out), 2)
+    return out
 
 
 def competency_payload(c: CompetencyOutcome) -> dict:

@@ -53,6 +53,8 @@ def test_wrong_weight_type_names_item_and_field(tmp_path: Path) -> None:
     (lambda d: d["sections"][0]["subtests"][0]["items"][0].update(options={"A": 0, "B": 0}), "positive weight"),
     (lambda d: d.update(competency_cut_scores=[0, 50, 40, 70, 85]), "cut scores"),
     (lambda d: d["sections"][0].update(subtests=d["sections"][0]["subtests"][:8]), "competencies S1"),
+    (lambda d: d["potential"].update(intelektual=["ES-03", "XX-99"]), "potential intelektual: no sub-test XX-99"),
+    (lambda d: d["potential"].pop("interpersonal"), "interpersonal"),
 ])
 def test_inconsistent_blueprints_are_rejected(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
     data = sample()

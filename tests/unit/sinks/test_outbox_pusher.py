@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from sinks.siasn_push import OutboxPusher, outbox_status, retry_rejected
+from schemas import events as ev
+from sinks.siasn_push import OutboxPusher, outbox_status, pushed_results, retry_rejected
 from sinks.store import ResultsStore
 
 
@@ -24,6 +25,7 @@ class Unavailable(Exception):
 class FakeSiasn:
     def __init__(self) -> None:
         self.saved: dict[str, list[dict[str, int]]] = {}
+        self.potensi: dict[str, list[dict[str, float]]] = {}
         self.down = 0
         self.reject: set[str] = set()
         self.calls = 0
@@ -40,6 +42,13 @@ class FakeSiasn:
 
     async def read_kompetensi(self, nip: str) -> list[dict[str, Any]]:
         return list(self.saved.get(nip, []))
+
+    async def save_potensi(self, nip: str, potensi: dict[str, float]) -> None:
+        self.calls += 1
+        self.potensi.setdefault(nip, []).append(dict(potensi))
+
+    async def read_potensi(self, nip: str) -> list[dict[str, Any]]:
+        return list(self.potensi.get(nip, []))
 
 
 @pytest.fixture
@@ -104,3 +113,28 @@ def test_superseded_result_is_not_pushed(store: ResultsStore, store_cases: Any) 
     asyncio.run(pusher(store, fake, clock).push_once())
     assert fake.saved == {NIP_A: [dict.fromkeys(fake.saved[NIP_A][0], 4)]}
     assert outbox_status(store, clock[0])["superseded"] == 1
+
+
+POTENTIAL = {"berfikirKritis": 61.5, "intelektual": 70.0, "interpersonal": 55.25, "kesadaranDiri": 80.0,
+             "motivasiKomitmen": 66.67, "total": 66.68}
+
+
+def with_potential(event: Any) -> Any:
+    return event.model_copy(update={"payload": event.payload.model_copy(update={
+        "potential": ev.PotentialScores(**POTENTIAL)})})
+
+
+def test_potential_is_pushed_beside_the_levels_once_even_after_a_crash(store: ResultsStore, store_cases: Any) -> None:
+    fake, clock = FakeSiasn(), [datetime.now(UTC) + timedelta(seconds=5)]
+    store.write_batch([with_potential(store_cases.scored(NIP_A, 1)), store_cases.scored(NIP_B, 1)])
+    assert sorted((r["nip"], r["kind"]) for r in store_cases.snapshot(store)["siasn_outbox"]) == [
+        (NIP_B, "kompetensi"), (NIP_A, "kompetensi"), (NIP_A, "potensi")]
+    p = pusher(store, fake, clock)
+    claimed = p.claim()
+    (row,) = [r for r in claimed if r["kind"] == "potensi"]
+    asyncio.run(fake.save_potensi(row["nip"], row["payload"]["scores"]))  # SI ASN saved; the worker died here
+    clock[0] += timedelta(minutes=5)  # the lease runs out
+    asyncio.run(p.push_once())
+    assert fake.potensi == {NIP_A: [POTENTIAL]}
+    assert {n: len(v) for n, v in fake.saved.items()} == {NIP_A: 1, NIP_B: 1}
+    assert outbox_status(store, clock[0])["delivered"] == 3 and pushed_results(store) == 2

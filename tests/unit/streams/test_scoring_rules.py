@@ -122,3 +122,20 @@ def test_policy_rejects_incomplete_categories() -> None:
     with pytest.raises(ValueError):
         ScoringPolicy.model_validate({"categories": {"mapping": [{"min_jpm": 50, "label": "X"}],
                                                      "position_filling": [{"min_jpm": 0, "label": "Y"}]}})
+
+
+def test_potential_is_the_mean_of_its_subtests_and_total_the_mean_of_the_five() -> None:
+    bp = tiny_blueprint().model_copy(update={"potential": None})
+    data = tiny_blueprint().model_dump(mode="json")
+    data["potential"] = {"berfikirKritis": ["ES-1"], "intelektual": ["ES-1", "ES-2"], "interpersonal": ["MSK-M2"],
+                         "kesadaranDiri": ["MSK-M6", "ES-2"], "motivasiKomitmen": ["MSK-M1"]}
+    with_potential = Blueprint.model_validate(data)
+    sheets = {Section.MANSOSKUL: Sheet({k: v for c in C for k, v in ((f"{c.value}-1", "D"), (f"{c.value}-2", "B"))},
+                                       "submitted"),
+              Section.EMERGING_SKILLS: Sheet({"ES-1-1": "A", "ES-1-2": "A", "ES-2-1": "A", "ES-2-2": "A"}, "submitted")}
+    args = {"tier": PositionTier.ADMINISTRATOR, "purpose": Purpose.MAPPING, "policy": ScoringPolicy()}
+    # Each MSK sub-test: (4 + 3) / (4 + 4) = 87.5 %; ES-1: 1 of 2 = 50 %; ES-2: 2 of 2 = 100 %.
+    assert scoring.score_participant(bp, sheets, **args).potential is None
+    assert scoring.score_participant(with_potential, sheets, **args).potential == {
+        "berfikirKritis": 50.0, "intelektual": 75.0, "interpersonal": 87.5, "kesadaranDiri": 93.75,
+        "motivasiKomitmen": 87.5, "total": 78.75}
