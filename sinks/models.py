@@ -157,6 +157,21 @@ class SessionSummaryRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class Participant(Base):
+    """A person the pipeline has seen, once per NIP: home agency and position tier as last known.
+
+    Filled from attendance and results (the sink never sees the schedule); the row follows the event with the
+    latest ``occurred_at``, and a tier once known is kept, so a replay in any order ends with the same row.
+    Names stay in the schedule: the store keeps no more personal data than it needs.
+    """
+
+    __tablename__ = "participants"
+    nip: Mapped[str] = mapped_column(String(18), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(String(64), index=True)
+    position_tier: Mapped[str | None] = mapped_column(String(32))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class DeadLetter(Base):
     """A rejected input message, once per source position: a reprocessed offset must not count twice."""
 

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from producers.simulator import SimConfig, build_day
+from producers.emitter import LabEmitter
+from producers.simulator import SimConfig, SimDay, build_day
 from schemas.blueprint import SAMPLE_DIR, BlueprintRegistry
 from schemas.settings import Settings
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups, send_day
-from streams.kafka import group_lag, wait_until_consumed
+from streams.demo import WorkerProcess, consumer_groups
+from streams.kafka import wait_until_consumed
 
 
 @pytest.mark.broker
@@ -29,15 +30,16 @@ def test_kill_9_then_replay(pipeline_kafka: Settings, pg_database: str, tmp_path
     store = ResultsStore(pg_database)
 
     worker = WorkerProcess(settings, tmp_path / "worker-1.log")
-    sender = threading.Thread(target=send_day, args=(settings, day))
+    sender = threading.Thread(target=send_paced, args=(settings, day, 20.0))
     sender.start()
-    # kill -9 once the worker is part-way through the lab events
+    # kill -9 as soon as the first results are committed, while the lab events are still arriving: the lab
+    # events are in time order, so results appear session by session and the worker is part-way through the day
     deadline = time.monotonic() + 120
-    while asyncio.run(group_lag(settings, settings.app_id, ["cact.lab.v1"])) > len(day.lab) * 0.6 or \
-            store_has_no_results(store):
+    while store_has_no_results(store):
         assert time.monotonic() < deadline, "the worker never got going"
-        time.sleep(0.2)
+        time.sleep(0.02)
     worker.kill()
+    assert sender.is_alive(), "the day was sent completely before the kill: not mid-run"
     sender.join()
     partial = store.summary()["results_in_store"]
     assert 0 < partial < day.attended, "killed mid-run"
@@ -68,6 +70,21 @@ def test_kill_9_then_replay(pipeline_kafka: Settings, pg_database: str, tmp_path
     after = store_cases.snapshot(store)
     assert {k: len(v) for k, v in after.items()} == {k: len(v) for k, v in before.items()}
     assert after == before
+
+
+def send_paced(settings: Settings, day: SimDay, seconds: float) -> None:
+    """The day spread over ``seconds`` (the schedule first), as labs send it, so a kill lands mid-run."""
+    chunks = 40
+    with LabEmitter(settings) as emitter:
+        for e in day.schedule:
+            emitter.send(e)
+        for i in range(chunks):
+            for e in day.lab[i * len(day.lab) // chunks:(i + 1) * len(day.lab) // chunks]:
+                emitter.send(e)
+            emitter.flush()
+            time.sleep(seconds / chunks)
+        for topic, raw in day.malformed:
+            emitter.send_raw(topic, raw)
 
 
 def store_has_no_results(store: ResultsStore) -> bool:
