@@ -63,4 +63,7 @@ def test_cact_demo_json_agrees_with_the_simulation(tmp_path: Path) -> None:
     assert summary["mismatches"] == []
     assert summary["participants_scheduled"] == 60
     assert summary["participants_scored"] == summary["participants_checked_in"] == summary["results_in_store"]
+    # every result went through the outbox to the SI ASN emulator, saved there exactly once
+    assert summary["results_pushed_to_siasn"] == summary["siasn_records_saved"] == summary["participants_scored"]
+    assert (summary["siasn_outbox"]["pending"], summary["siasn_outbox"]["rejected"]) == (0, 0)
     assert 0 < summary["no_show_rate"] < 0.3
