@@ -1,23 +1,62 @@
-"""The lab emitter: how exam labs put contract-v1 events on Kafka (kafka-python).
+"""The lab emitter: how exam labs put contract-v1 events on Kafka (kafka-python), through a durable spool.
 
-Every event is validated against the contract before it is sent, so an invalid event is an error for the
-caller and never reaches the broker. ``acks=all`` and the contract's key (the session id) give durable,
-correctly partitioned delivery; ``event_id`` makes a resend harmless downstream.
+Every event is validated against the contract before anything else, so an invalid event is an error for the
+caller (:class:`InvalidEvent`, with the reason code the worker would dead-letter it with) and is neither
+spooled nor sent. A valid event is committed to the SQLite spool (``producers/spool.py``) and ``send``
+returns: it never waits for Kafka, so a lab keeps running through a network or broker outage. A sender
+thread delivers the spool in its original order with ``acks=all``, one request in flight per connection and
+the idempotent producer where the broker supports it, keyed by the contract's key (the session id) so a
+session's events share a partition. Rows stay pending until the broker acknowledged them, so an outage or a
+killed lab process loses nothing: the next emitter on the spool resends the leftovers first, and
+``event_id`` makes a resend harmless downstream.
+
+Autosaves: :meth:`LabEmitter.autosave` takes single answers and emits one ``AnswersSaved`` per participant
+and section after ``lab_autosave_batch`` answers or ``lab_autosave_seconds``, and always before any later
+event of that participant (their ``SectionSubmitted``) or the session's ``SessionClosed``, so the worker sees
+them in order. Buffered answers are in the spool too, so they survive a restart as well. See docs/labs.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 from kafka import KafkaProducer
+from kafka import errors as kafka_errors
+from kafka.producer.future import FutureRecordMetadata
 from pydantic import ValidationError
 
+from producers.spool import (RAW_EVENT_TYPE, BufferedAnswer, NewRow, Spool, SpoolRow, normalize_destination,
+                             spool_status)
 from schemas.decode import Rejected, decode_event
-from schemas.events import Event
+from schemas.events import EVENT_TYPES, AnswersSaved, Event, EventBatch, SessionClosed, new_event
 from schemas.settings import Settings
 from streams.kafka import kafka_python_kwargs
+
+log = logging.getLogger(__name__)
+
+#: Kafka refuses these records themselves; resending cannot help, so the row is marked failed.
+POISON_ERRORS: tuple[type[Exception], ...] = (
+    kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordListTooLargeError, kafka_errors.InvalidTopicError,
+    kafka_errors.CorruptRecordError, kafka_errors.InvalidRecordError)
+WINDOW = 5000                 # rows handed to kafka-python and not yet acknowledged, at most
+DISPATCH_ROWS = 1000          # rows read from the spool at a time
+QUEUE_MAX = 20_000            # spooled rows held in memory for the sender; beyond, it reads the file
+TICK_SECONDS = 0.005          # the sender's pace while rows are in flight
+HEARTBEAT_SECONDS = 2.0       # well inside the spool's owner lease
+ADOPT_EVERY_SECONDS = 10.0    # look for a dead emitter's leftovers on a shared spool
+PRUNE_EVERY_SECONDS = 3600.0
+BACKOFF_MIN, BACKOFF_MAX = 0.2, 5.0
 
 
 class InvalidEvent(ValueError):
@@ -27,6 +66,25 @@ class InvalidEvent(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class DeliveryTimeout(TimeoutError):
+    """``flush`` ran out of time: the events are safe in the spool and are sent when Kafka is reachable."""
+
+    def __init__(self, pending: int, spool: Path, last_error: str | None) -> None:
+        why = f"; last error: {last_error}" if last_error else ""
+        super().__init__(f"{pending} events not yet acknowledged by Kafka; they stay spooled in {spool} and are "
+                         f"resent in order when the broker is reachable{why}")
+        self.pending = pending
+        self.last_error = last_error
+
+
+class DeliveryFailed(RuntimeError):
+    """Kafka refused some events for good (e.g. too large); they are kept as ``failed`` in the spool."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(f"{len(errors)} events refused by Kafka and kept as failed in the spool: {errors[0]}")
+        self.errors = errors
 
 
 def validate(event: Event | dict[str, Any] | bytes | str) -> Event:
@@ -42,37 +100,505 @@ def validate(event: Event | dict[str, Any] | bytes | str) -> Event:
         raise InvalidEvent("invalid_field", str(exc)) from None
 
 
+def topic_of(event: Event) -> str:
+    """The event's topic; a batch goes where the events it carries belong (it is allowed on both inputs)."""
+    if isinstance(event, EventBatch):
+        first = event.payload.events[0].get("event_type")
+        cls = EVENT_TYPES.get(first) if isinstance(first, str) else None
+        if cls is not None and cls is not EventBatch:
+            return cls.topic.name
+    return event.topic.name
+
+
+def _row(event: Event) -> NewRow:
+    return NewRow(topic=topic_of(event), key=event.key().encode(), value=event.to_bytes(),
+                  event_id=str(event.event_id), event_type=event.event_type)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+@dataclass
+class _Buffer:
+    """One participant-section's answers waiting to be batched; the last answer per item wins."""
+
+    started: float
+    ids: list[int] = field(default_factory=list)
+    latest: dict[str, BufferedAnswer] = field(default_factory=dict)
+
+    def add(self, answer: BufferedAnswer) -> None:
+        self.ids.append(answer.id)
+        self.latest.pop(answer.item_id, None)  # re-insert: the item moves to the position of its last save
+        self.latest[answer.item_id] = answer
+
+
 class LabEmitter:
-    def __init__(self, settings: Settings, *, linger_ms: int = 20, **producer_options: Any) -> None:
-        self._producer = KafkaProducer(
-            acks="all", linger_ms=linger_ms, retries=10, max_in_flight_requests_per_connection=1,
+    """Validated, spooled, ordered delivery of a lab's events; use as a context manager or close() it.
+
+    ``send`` returns once the event is committed to the spool; ``flush`` waits until Kafka acknowledged
+    everything sent so far. One emitter may be used from several threads.
+    """
+
+    def __init__(self, settings: Settings, *, linger_ms: int = 20, spool_path: Path | None = None,
+                 lab_id: str | None = None, **producer_options: Any) -> None:
+        self._settings = settings
+        self._lab_id = lab_id or settings.lab_id
+        self._autosave_batch = settings.lab_autosave_batch
+        self._autosave_seconds = settings.lab_autosave_seconds
+        self.spool_path = Path(spool_path or settings.lab_spool_path)
+        self._producer_kwargs: dict[str, Any] = {
+            "acks": "all", "linger_ms": linger_ms, "max_in_flight_requests_per_connection": 1,
+            "batch_size": 256 * 1024, "request_timeout_ms": 10_000, "delivery_timeout_ms": 30_000,
+            "max_block_ms": 2_000, "bootstrap_timeout_ms": 3_000, "reconnect_backoff_max_ms": 5_000,
             **kafka_python_kwargs(settings), **producer_options,
-        )
+        }
+        self._spool = Spool(self.spool_path, normalize_destination(settings.bootstrap_servers),
+                            synchronous=settings.lab_spool_synchronous)
+        self._lock = threading.RLock()             # autosave buffers and what they emit
+        self._cond = threading.Condition()         # wakes the sender; flush waits on it
+        self._buffers: dict[tuple[str, str, str], _Buffer] = {}
+        self._queue: list[SpoolRow] = []           # spooled rows on their way to the sender (under _cond)
+        self._queue_overflowed = False
+        self._spooled_upto = 0                     # highest seq this emitter spooled
+        self._failures: list[str] = []             # refused for good since the last flush
+        self._last_error: str | None = None
+        self._connected = False
+        self._sender_idle = False
+        self._stopping = False
+        self._closed = False
+        adopted = self._spool.adopt()
+        if adopted:
+            log.warning("resending %d events left unsent in %s by an earlier emitter", adopted, self.spool_path)
+        self._spool.prune_sent(settings.lab_spool_keep_sent_hours)
+        self._floor = self._spool.oldest_pending_seq()  # oldest unacknowledged row of ours; None: all done
+        self._spooled_upto = self._spool.newest_pending_seq() or 0  # flush waits for adopted rows too
+        self._delivery = _Sender(self)
+        self._recover_autosaves()
+        self._sender = threading.Thread(target=self._run, name="lab-emitter-sender", daemon=True)
+        self._sender.start()
 
-    def send(self, event: Event | dict[str, Any] | bytes | str) -> None:
+    # ---- sending ------------------------------------------------------------------------------
+
+    def send(self, event: Event | dict[str, Any] | bytes | str) -> int:
+        """Validate and spool one event; returns its spool sequence number. Never waits for Kafka."""
         checked = validate(event)
-        self._producer.send(checked.topic.name, key=checked.key().encode(), value=checked.to_bytes())
+        with self._lock:
+            self._emit_autosaves_before(checked)
+            row = _row(checked)
+            seq = self._spool.append([row])[0]
+            self._spooled([SpoolRow(seq, row.topic, row.key, row.value)])
+        return seq
 
-    def send_all(self, events: Iterable[Event]) -> int:
-        n = 0
-        for e in events:
-            self.send(e)
-            n += 1
-        return n
+    def send_all(self, events: Iterable[Event | dict[str, Any] | bytes | str]) -> int:
+        """Validate every event first, then spool them in one transaction: all or, on InvalidEvent, none."""
+        checked: list[Event] = []
+        for i, e in enumerate(events):
+            try:
+                checked.append(validate(e))
+            except InvalidEvent as exc:
+                raise InvalidEvent(exc.reason, f"event {i}: {exc.detail}") from None
+        with self._lock:
+            rows: list[NewRow] = []
+            for e in checked:
+                if self._buffers and self._autosaves_for(e):
+                    self._append(rows)  # the autosaves go between the events before and this one
+                    rows = []
+                    self._emit_autosaves_before(e)
+                rows.append(_row(e))
+            self._append(rows)
+        return len(checked)
 
-    def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        """Bypass validation: only the simulator uses it, to inject malformed input on purpose."""
-        self._producer.send(topic, key=key, value=value)
+    def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> int:
+        """Bypass validation: only the simulator uses it, to inject malformed input on purpose.
+
+        Spooled like any event (event type ``(raw)``), so it keeps its place in the order and survives
+        outages like the rest.
+        """
+        with self._lock:
+            seq = self._spool.append([NewRow(topic, key, value, None, RAW_EVENT_TYPE)])[0]
+            self._spooled([SpoolRow(seq, topic, key, value)])
+        return seq
+
+    def _append(self, rows: list[NewRow]) -> None:
+        if rows:
+            seqs = self._spool.append(rows)
+            self._spooled([SpoolRow(seq, r.topic, r.key, r.value) for seq, r in zip(seqs, rows)])
+
+    def _spooled(self, rows: list[SpoolRow]) -> None:
+        """Committed rows go to Kafka from here when nothing older waits, else to the sender's queue (in
+        memory: it reads the file only to catch up). Called with ``_lock`` held, so rows arrive in order."""
+        with self._cond:
+            self._spooled_upto = max(self._spooled_upto, rows[-1].seq)
+            if self._floor is None:
+                self._floor = rows[0].seq
+        if self._delivery.offer(rows):
+            return
+        with self._cond:
+            if not self._queue_overflowed:
+                self._queue.extend(rows)
+                if len(self._queue) > QUEUE_MAX:  # the sender is stuck: it will read the file instead
+                    self._queue.clear()
+                    self._queue_overflowed = True
+            if self._sender_idle:  # a busy sender looks again within a tick: waking it per event costs
+                self._sender_idle = False
+                self._cond.notify_all()
+
+    # ---- autosave batching --------------------------------------------------------------------
+
+    def autosave(self, session_id: str, nip: str, section: str, item_id: str, option: str | None,
+                 at: datetime, *, lab_id: str | None = None) -> None:
+        """Buffer one autosaved answer; raises InvalidEvent at once when it could not be sent.
+
+        Emitted as part of one ``AnswersSaved`` per participant and section, after ``lab_autosave_batch``
+        distinct items or ``lab_autosave_seconds``, and before any later event of that participant.
+        """
+        lab = lab_id or self._lab_id
+        if not lab:
+            raise ValueError("autosave needs a lab id: LabEmitter(settings, lab_id=...) or CACT_LAB_ID")
+        probe = validate({"event_id": str(uuid.uuid4()), "event_type": "AnswersSaved", "schema_version": 1,
+                          "occurred_at": at, "lab_id": lab,
+                          "payload": {"session_id": session_id, "nip": nip, "section": section,
+                                      "answers": [{"item_id": item_id, "option": option}]}})
+        assert isinstance(probe, AnswersSaved)
+        p = probe.payload
+        with self._lock:
+            rid = self._spool.buffer_answer(p.session_id, p.nip, str(p.section), item_id, option,
+                                            probe.occurred_at.isoformat(), lab)
+            key = (p.session_id, p.nip, str(p.section))
+            buf = self._buffers.setdefault(key, _Buffer(time.monotonic()))
+            buf.add(BufferedAnswer(rid, p.session_id, p.nip, str(p.section), item_id, option,
+                                   probe.occurred_at.isoformat(), lab))
+            if len(buf.latest) >= self._autosave_batch:
+                self._emit_buffer(key)
+
+    def _autosaves_for(self, event: Event) -> list[tuple[str, str, str]]:
+        """Buffers to emit before ``event``: its participant's in its session, or the whole session's."""
+        session = event.key()
+        nip = getattr(event.payload, "nip", None)
+        whole_session = nip is None or isinstance(event, (SessionClosed, EventBatch))
+        return [k for k in self._buffers if k[0] == session and (whole_session or k[1] == nip)]
+
+    def _emit_autosaves_before(self, event: Event) -> None:
+        if self._buffers:
+            for key in self._autosaves_for(event):
+                self._emit_buffer(key)
+
+    def _emit_buffer(self, key: tuple[str, str, str]) -> None:
+        buf = self._buffers.pop(key)
+        answers = list(buf.latest.values())
+        last = max(answers, key=lambda a: (datetime.fromisoformat(a.at), a.id))
+        event = new_event(AnswersSaved, lab_id=last.lab_id, occurred_at=datetime.fromisoformat(last.at), payload={
+            "session_id": key[0], "nip": key[1], "section": key[2],
+            "answers": [{"item_id": a.item_id, "option": a.option} for a in answers]})
+        row = _row(event)
+        self._spooled([SpoolRow(self._spool.replace_answers(buf.ids, row), row.topic, row.key, row.value)])
+
+    def _emit_due_autosaves(self, everything: bool = False) -> None:
+        if not self._buffers:
+            return
+        with self._lock:
+            now = time.monotonic()
+            for key, buf in list(self._buffers.items()):
+                if everything or now - buf.started >= self._autosave_seconds:
+                    self._emit_buffer(key)
+
+    def _recover_autosaves(self) -> None:
+        """Answers a dead emitter buffered (now ours after adopt) are emitted at once: they are overdue."""
+        with self._lock:
+            for a in self._spool.buffered_answers():
+                self._buffers.setdefault((a.session_id, a.nip, a.section), _Buffer(0.0)).add(a)
+            self._emit_due_autosaves(everything=True)
+
+    # ---- waiting ------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 60) -> None:
-        self._producer.flush(timeout=timeout)
+        """Emit buffered autosaves, then wait until Kafka acknowledged everything spooled so far.
 
-    def close(self) -> None:
-        self._producer.flush()
-        self._producer.close()
+        Raises DeliveryTimeout (the events stay spooled and keep being retried) or DeliveryFailed (Kafka
+        refused some events for good since the last flush).
+        """
+        self._emit_due_autosaves(everything=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._spooled_upto
+            while self._floor is not None and self._floor <= target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise DeliveryTimeout(self.pending(), self.spool_path, self._last_error)
+                self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
+            failures, self._failures = self._failures, []
+        if failures:
+            raise DeliveryFailed(failures)
+
+    def pending(self) -> int:
+        """Events of this emitter not yet acknowledged by Kafka."""
+        return self._spool.count_pending()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the sender has a working producer (False during an outage)."""
+        return self._connected
+
+    def status(self) -> dict[str, Any]:
+        """The whole spool file's counts (``cact lab status``)."""
+        return spool_status(self.spool_path)
+
+    def close(self, timeout: float = 30) -> None:
+        """Flush for up to ``timeout`` seconds, then stop. Whatever is left stays spooled for the next emitter."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush(timeout)
+        except DeliveryTimeout as exc:
+            log.warning("closing with undelivered events: %s", exc)
+        except DeliveryFailed as exc:
+            log.error("%s", exc)
+        finally:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify_all()
+            self._sender.join()
+            self._spool.close()
 
     def __enter__(self) -> "LabEmitter":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # Leaving on an error (Ctrl-C...): do not hold the lab up; the spool keeps what was not sent.
+        self.close(timeout=30 if exc_type is None else 2)
+
+    # ---- the sender thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._delivery.loop()
+        except Exception:  # never expected; the events stay spooled for the next emitter
+            log.exception("lab emitter sender stopped")
+            self._last_error = "sender stopped unexpectedly; see the log"
+
+
+class _Sender:
+    """Delivers the emitter's pending rows in ``seq`` order and records each outcome in the spool.
+
+    Runs in its own thread, except for the fast path (:meth:`offer`): when nothing older is waiting, the
+    thread that just spooled a row hands it to kafka-python itself, which avoids a second Python thread
+    fighting for the GIL on every event. ``lock`` guards the producer, the in-flight rows and the cursor,
+    so rows are handed over strictly in ``seq`` order whichever thread does it.
+    """
+
+    def __init__(self, emitter: LabEmitter) -> None:
+        self.e = emitter
+        self.spool = emitter._spool
+        self.lock = threading.Lock()
+        self.producer: KafkaProducer | None = None
+        self.inflight: deque[tuple[int, FutureRecordMetadata]] = deque()
+        self.cursor = 0
+        self.from_db = True  # read the file first: it may hold rows spooled before this emitter started
+        self.failure: BaseException | None = None  # seen by offer(), handled by the thread
+        self.backoff = BACKOFF_MIN
+        self.next_connect = 0.0
+        now = time.monotonic()
+        self.last_heartbeat = self.last_adopt = self.last_prune = now
+
+    # ---- the caller's fast path ---------------------------------------------------------------
+
+    def offer(self, rows: list[SpoolRow]) -> bool:
+        """Send just-spooled rows from the caller's thread if nothing older waits; False: queue them."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            if (self.producer is None or self.from_db or self.failure is not None
+                    or len(self.inflight) >= WINDOW):
+                return False
+            with self.e._cond:
+                if self.e._queue or self.e._queue_overflowed:
+                    return False
+            self._send(rows)
+            return True
+        finally:
+            self.lock.release()
+
+    # ---- the thread ---------------------------------------------------------------------------
+
+    def loop(self) -> None:
+        e = self.e
+        while True:
+            try:
+                self._housekeeping()
+            except Exception as exc:  # a busy spool file, say: retry on the next turn
+                log.warning("spool housekeeping failed: %s", _describe(exc))
+            if e._stopping:
+                self._stop()
+                return
+            with self.lock:
+                if self.failure is not None:
+                    self._reset(self.failure)
+                if self.producer is None and not self._connect():
+                    busy = False
+                else:
+                    busy = self._dispatch()
+                acked = self._collect()
+            if acked:
+                self.spool.mark_sent(acked)
+                e._last_error = None
+                self._update_floor()
+            if not busy:  # let rows and acknowledgements accumulate: SQLite and Kafka both prefer batches
+                if self.producer is None:
+                    self._wait(min(0.2, max(0.0, self.next_connect - time.monotonic())))
+                else:
+                    self._wait(TICK_SECONDS if self.inflight else 0.1, idle=not self.inflight)
+
+    def _wait(self, seconds: float, idle: bool = False) -> None:
+        with self.e._cond:
+            if not self.e._stopping:
+                self.e._sender_idle = idle
+                self.e._cond.wait(seconds)
+                self.e._sender_idle = False
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self.last_heartbeat >= HEARTBEAT_SECONDS:
+            self.spool.heartbeat()
+            self.last_heartbeat = now
+        self.e._emit_due_autosaves()
+        if now - self.last_adopt >= ADOPT_EVERY_SECONDS:
+            self.last_adopt = now
+            with self.lock:
+                if not self.inflight and self.spool.adopt():
+                    self.cursor, self.from_db = 0, True  # adopted rows are older than ours: send them first
+                    with self.e._cond:
+                        self.e._spooled_upto = max(self.e._spooled_upto, self.spool.newest_pending_seq() or 0)
+                    self._update_floor()
+        if now - self.last_prune >= PRUNE_EVERY_SECONDS:
+            self.last_prune = now
+            self.spool.prune_sent(self.e._settings.lab_spool_keep_sent_hours)
+
+    def _connect(self) -> bool:
+        if time.monotonic() < self.next_connect:
+            return False
+        try:
+            self.producer = KafkaProducer(**self.e._producer_kwargs)
+        except Exception as exc:
+            self._outage(exc)
+            return False
+        self.e._connected = True
+        self.backoff = BACKOFF_MIN
+        self.cursor, self.from_db = 0, True
+        return True
+
+    def _send(self, rows: list[SpoolRow]) -> None:
+        """Hand rows to kafka-python in order (under ``lock``); a failure is left for the thread to handle."""
+        assert self.producer is not None
+        for r in rows:
+            if self.failure is not None:
+                return  # the rest stays pending in the file; the reset reads it from there
+            try:
+                future = self.producer.send(r.topic, value=r.value, key=r.key)
+            except POISON_ERRORS as exc:
+                self._poison(r.seq, exc)
+            except Exception as exc:  # metadata not available in time, producer closed: an outage
+                self.failure = exc
+                return
+            else:
+                self.inflight.append((r.seq, future))
+            self.cursor = r.seq
+
+    def _dispatch(self) -> bool:
+        """Hand the next waiting rows to kafka-python; True when there may be more right away."""
+        room = WINDOW - len(self.inflight)
+        if room <= 0 or self.producer is None:
+            return False
+        rows = self._next_rows(min(room, DISPATCH_ROWS))
+        if rows:
+            self._send(rows)
+        return len(rows) == DISPATCH_ROWS
+
+    def _next_rows(self, limit: int) -> list[SpoolRow]:
+        """The next rows in ``seq`` order: from the file while catching up (start, adoption, after an outage),
+        else from the emitter's in-memory queue. Switching happens under the emitter's condition, which
+        every spooled row passes through after its commit, so no row is skipped or taken twice."""
+        e = self.e
+        with e._cond:
+            if e._queue_overflowed:
+                e._queue_overflowed = False
+                self.from_db = True
+            if not self.from_db:
+                rows = e._queue[:limit]
+                del e._queue[:limit]
+                # A row queued just as the sender caught up from the file may have been sent from there.
+                return [r for r in rows if r.seq > self.cursor]
+            rows = self.spool.pending(self.cursor, limit)
+            if len(rows) < limit:  # caught up: whatever is committed later arrives through the queue
+                self.from_db = False
+                last = rows[-1].seq if rows else self.cursor
+                e._queue = [r for r in e._queue if r.seq > last]
+            return rows
+
+    def _collect(self) -> list[int]:
+        """Acknowledged rows, oldest first, up to the first still in flight; a failure is noted for reset."""
+        acked: list[int] = []
+        while self.inflight and self.inflight[0][1].is_done:
+            seq, future = self.inflight[0]
+            if future.exception is None:
+                acked.append(seq)
+            elif isinstance(future.exception, POISON_ERRORS):
+                self._poison(seq, future.exception)
+            else:
+                if self.failure is None:
+                    self.failure = future.exception
+                break
+            self.inflight.popleft()
+        return acked
+
+    def _poison(self, seq: int, exc: BaseException) -> None:
+        self.spool.mark_failed(seq, _describe(exc))
+        self.e._failures.append(f"seq {seq}: {_describe(exc)}")
+        self._update_floor()
+
+    def _reset(self, exc: BaseException) -> None:
+        """An outage or a broken producer: drop it, keep unacknowledged rows pending, resend from the oldest."""
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                producer.close(timeout=0)  # fails what is still queued, so nothing is sent behind our back
+        late = [seq for seq, f in self.inflight if f.succeeded()]
+        if late:  # acknowledged after an older row failed: already in Kafka, so do not send them again
+            self.spool.mark_sent(late)
+        unacked = [seq for seq, f in self.inflight if not f.succeeded()]
+        if unacked:
+            self.spool.note_attempt_failed(unacked, _describe(exc))
+        self.inflight.clear()
+        self.failure = None
+        self.cursor, self.from_db = 0, True
+        self._update_floor()
+        self._outage(exc)
+
+    def _outage(self, exc: BaseException) -> None:
+        self.e._connected = False
+        self.e._last_error = _describe(exc)
+        self.next_connect = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        log.warning("Kafka unreachable (%s); events stay spooled, retrying in %.1f s", self.e._last_error,
+                    self.next_connect - time.monotonic())
+
+    def _update_floor(self) -> None:
+        with self.e._cond:
+            self.e._floor = self.spool.oldest_pending_seq()
+            self.e._cond.notify_all()
+
+    def _stop(self) -> None:
+        """Give what is in flight a moment to be acknowledged; the rest stays pending in the spool."""
+        with self.lock:
+            if self.producer is not None:
+                with contextlib.suppress(Exception):
+                    self.producer.flush(timeout=2)
+                with contextlib.suppress(Exception):
+                    self.producer.close(timeout=1)
+                acked = [seq for seq, f in self.inflight if f.succeeded()]
+                if acked:
+                    self.spool.mark_sent(acked)
+                self.inflight.clear()
+                self.producer = None
+            self.e._connected = False

@@ -1,8 +1,12 @@
 """A simulated CACT exam day: the schedule, what the labs emit, and the ground truth to check against.
 
-Built from the 2024 figures in domain.md §2: labs in WIB, WITA and WIT, central and regional agencies,
-about 88% attendance, full and Mansoskul-only blueprints, mapping and position-filling purposes.
-Everything is drawn from one seeded RNG, so ``--seed`` reproduces a day exactly.
+Built from the 2024 figures in domain.md §2 (``producers/exam_network.py``): central agencies (≈77% of
+participants) and regional IKN partners, the BKN head office and 14 Kanreg labs in WIB, WITA and WIT,
+morning and afternoon sessions with seats, about 88% attendance, *susulan* into another agency's session,
+full and Mansoskul-only blueprints, answers that follow the participant's ability, autosaves every few
+minutes, check-ins spread before the window closes and a few time-outs. Everything is drawn from one seeded
+RNG, so ``--seed`` reproduces a day exactly; faults are drawn from a second one, so a day with faults is the
+same day as without them, only delivered differently. Delivery itself is ``producers/daysender.py``.
 """
 
 from __future__ import annotations
@@ -10,43 +14,45 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
+import orjson
+
+from producers.exam_network import (AGENCY_BY_ID, ATTENDANCE_2024, CENTRAL_AGENCIES, CENTRAL_LAB_WEIGHTS,
+                                    CENTRAL_SHARE_2024, LAB_BY_ID, LABS, REGIONAL_AGENCIES, WIB, WIT, WITA)
+from producers.truth import (ExpectedDeadLetter, FaultPlan, GroundTruth, Outage, SessionPlan, TruthParticipant)
 from schemas import events as ev
+from schemas import topics
 from schemas.blueprint import Blueprint, BlueprintRegistry
+from schemas.decode import Reason
 from schemas.domain import PositionTier, Purpose, Section
 
-WIB, WITA, WIT = (timezone(timedelta(hours=h), n) for h, n in ((7, "WIB"), (8, "WITA"), (9, "WIT")))
+__all__ = ["SimConfig", "SimDay", "TruthParticipant", "GroundTruth", "build_day", "make_nip", "LABS", "WIB", "WITA",
+           "WIT", "SECTION_MINUTES", "MALFORMED_KINDS"]
 
-#: BKN labs: head office, some regional offices (Kanreg) across the three time zones.
-LABS: list[tuple[str, timezone]] = [  # consecutive sessions rotate through the three time zones
-    ("bkn-pusat-jakarta", WIB), ("kanreg-iv-makassar", WITA), ("kanreg-ix-jayapura", WIT),
-    ("kanreg-ii-surabaya", WIB), ("kanreg-x-denpasar", WITA), ("kanreg-xiv-manokwari", WIT),
-    ("kanreg-i-yogyakarta", WIB), ("kanreg-viii-banjarmasin", WITA),
-]
-AGENCIES: list[tuple[str, str]] = [
-    ("kemenkeu", "Kementerian Keuangan"), ("kemendagri", "Kementerian Dalam Negeri"),
-    ("kemenkes", "Kementerian Kesehatan"), ("bappenas", "Kementerian PPN/Bappenas"),
-    ("pemprov-kaltim", "Pemerintah Provinsi Kalimantan Timur"), ("pemkab-ppu", "Pemerintah Kabupaten Penajam Paser Utara"),
-    ("pemprov-papua", "Pemerintah Provinsi Papua"), ("pemkot-makassar", "Pemerintah Kota Makassar"),
-]
 TIERS = [PositionTier.ADMINISTRATOR, PositionTier.PENGAWAS, PositionTier.PELAKSANA, PositionTier.AHLI_MUDA,
          PositionTier.AHLI_PERTAMA, PositionTier.AHLI_MADYA]
 SECTION_MINUTES = {Section.MANSOSKUL: 120, Section.EMERGING_SKILLS: 90, Section.DIGITAL_LITERACY: 60}
-FIRST = ["Andi", "Budi", "Citra", "Dewi", "Eko", "Fitri", "Gita", "Hendra", "Indah", "Joko", "Kartika", "Lestari"]
-LAST = ["Saputra", "Wijaya", "Siregar", "Nasution", "Pratama", "Lestari", "Hasibuan", "Tanjung", "Wibowo"]
+SLOTS = (time(7, 30), time(13, 0))  # morning and afternoon sessions, the lab's local time
+CHECKIN_OPENS_MINUTES, CHECKIN_MINUTES, WRAP_UP_MINUTES = 30, 30, 15
+FIRST = ["Andi", "Budi", "Citra", "Dewi", "Eko", "Fitri", "Gita", "Hendra", "Indah", "Joko", "Kartika", "Lestari",
+         "Made", "Nur", "Oktavia", "Putu", "Rahmat", "Siti", "Teguh", "Wayan", "Yohanes", "Zainal"]
+LAST = ["Saputra", "Wijaya", "Siregar", "Nasution", "Pratama", "Lestari", "Hasibuan", "Tanjung", "Wibowo", "Rumbiak",
+        "Lumban Gaol", "Pangaribuan", "Mandagi", "Sembiring", "Hidayat", "Suryani", "Daeng", "Manuputty"]
 
 
 @dataclass
 class SimConfig:
     participants: int = 120
     seats: int = 30
-    attendance: float = 0.88
-    mansoskul_only_share: float = 0.1
+    attendance: float = ATTENDANCE_2024
+    mansoskul_only_share: float = 0.1  # of sessions; 2024 PNBP: 23 of 11,784 (0.2%), too rare to test with
     position_filling_share: float = 0.25
-    timed_out_share: float = 0.05
+    timed_out_share: float = 0.05  # of sections: the participant is still answering when time runs out
     malformed: int = 2
     reschedule_share: float = 0.0  # of no-shows moved to a later session of another agency (susulan)
     susulan_attendance: float = 0.9
@@ -55,40 +61,34 @@ class SimConfig:
     out_of_order_share: float = 0.0  # of check-ins delivered only after everything else (a lab's spool flushed late)
     day: date = field(default_factory=lambda: date(2026, 11, 3))
     seed: int = 2024
+    central_share: float = CENTRAL_SHARE_2024  # of sessions (so of participants) from central agencies
+    pppk_share: float = 0.1  # contract employees (PPPK NIP layout)
+    autosave_minutes: float = 15.0  # a lab saves the answers given since the last autosave this often
+    # ---- delivery faults (producers/daysender.py applies them; the truth never changes) ------------------
+    offline_labs: tuple[str, ...] = ()  # these labs lose their network for offline_minutes from offline_at
+    offline_minutes: float = 30.0
+    offline_at: time = time(7, 50)  # lab-local: covers the morning check-in deadline (08:00)
+    clock_skew: Mapping[str, float] = field(default_factory=dict)  # lab_id → seconds its clock is ahead (+)
+    duplicate_share: float = 0.0  # of valid events sent twice, with the same event_id
 
-
-@dataclass
-class TruthParticipant:
-    session_id: str
-    nip: str
-    attended: bool
-    blueprint_id: str
-    tier: PositionTier
-    purpose: Purpose
-    activity_id: str
-    agency_id: str
-    sheets: dict[Section, dict[str, str | None]] = field(default_factory=dict)
-    completion: dict[Section, str] = field(default_factory=dict)
-    rescheduled_to: str | None = None
-    attended_susulan: bool = False
-    late: bool = False
-
-    @property
-    def attended_anywhere(self) -> bool:
-        return self.attended or self.attended_susulan
-
-    @property
-    def scored_session(self) -> str:
-        return self.rescheduled_to if self.attended_susulan and self.rescheduled_to else self.session_id
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(day=self.day.isoformat(), offline_at=self.offline_at.isoformat(), offline_labs=list(self.offline_labs),
+                   clock_skew=dict(self.clock_skew))
+        return out
 
 
 @dataclass
 class SimDay:
     schedule: list[ev.Event]
-    lab: list[ev.Event]
+    lab: list[ev.Event]  # in the order the labs produce them (true time); occurred_at is by each lab's clock
     malformed: list[tuple[str, bytes]]
     truth: dict[tuple[str, str], TruthParticipant]
     silent_sessions: set[str] = field(default_factory=set)
+    sessions: dict[str, SessionPlan] = field(default_factory=dict)
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    deadletters: list[ExpectedDeadLetter] = field(default_factory=list)  # one per malformed message, same order
+    config: SimConfig | None = None
 
     @property
     def scheduled(self) -> int:
@@ -116,19 +116,37 @@ class SimDay:
     def summary(self) -> dict[str, Any]:
         return {"participants_scheduled": self.scheduled, "participants_checked_in": self.attended,
                 "no_shows": self.scheduled - self.attended, "malformed_events": len(self.malformed),
-                "events": len(self.schedule) + len(self.lab) + len(self.malformed)}
+                "events": len(self.schedule) + len(self.lab) + len(self.malformed),
+                "sessions": len(self.sessions), "rescheduled": sum(t.rescheduled_to is not None for t in self.truth.values()),
+                "duplicates": len(self.faults.duplicates), "offline_labs": [o.lab_id for o in self.faults.outages],
+                "clock_skew": dict(self.faults.clock_skew)}
+
+    def ground_truth(self) -> GroundTruth:
+        cfg = self.config or SimConfig()
+        return GroundTruth(seed=cfg.seed, day=cfg.day, sessions=self.sessions, participants=self.truth,
+                           silent_sessions=set(self.silent_sessions), clock_skew=dict(self.faults.clock_skew),
+                           outages=list(self.faults.outages), duplicates=len(self.faults.duplicates),
+                           deadletters=list(self.deadletters), config=cfg.to_json())
+
+    def write_truth(self, path: Any) -> None:
+        """The ground truth as JSON (format in docs/simulator.md); read it back with ``GroundTruth.load``."""
+        self.ground_truth().write(path)
 
 
-def make_nip(rng: random.Random, serial: int) -> str:
-    """A valid PNS NIP: birth date, appointment year-month at 22-30, gender, serial."""
+def make_nip(rng: random.Random, serial: int, *, pppk: bool = False) -> str:
+    """A valid NIP: PNS (birth date, appointment year-month, gender, serial) or PPPK (birth date, TMT year,
+    '2' and a digit 1-9, gender, serial), appointed at 22 to 30."""
     birth = date(rng.randint(1970, 1998), rng.randint(1, 12), rng.randint(1, 28))
+    gender = rng.choice("12")
+    if pppk:
+        return f"{birth:%Y%m%d}{rng.randint(max(birth.year + 22, 2019), 2024):04d}2{rng.randint(1, 9)}{gender}{serial % 1000:03d}"
     tmt_year = min(birth.year + rng.randint(22, 30), 2024)
-    return f"{birth:%Y%m%d}{tmt_year:04d}{rng.randint(1, 12):02d}{rng.choice('12')}{serial % 1000:03d}"
+    return f"{birth:%Y%m%d}{tmt_year:04d}{rng.randint(1, 12):02d}{gender}{serial % 1000:03d}"
 
 
 def _answer(rng: random.Random, options: dict[str, float], ability: float) -> str | None:
     if rng.random() < 0.01:
-        return None
+        return None  # skipped
     labels = list(options)
     top = max(options.values())
     if top == 1 and sum(options.values()) == 1:  # multiple choice: right with a probability rising with ability
@@ -139,138 +157,248 @@ def _answer(rng: random.Random, options: dict[str, float], ability: float) -> st
     return rng.choices(labels, weights=weights)[0]
 
 
-def _sheet(rng: random.Random, blueprint: Blueprint, section: Section, ability: float, timed_out: bool) -> dict[str, str | None]:
-    spec = blueprint.section(section)
-    assert spec is not None
-    items = spec.items
-    cut = int(len(items) * rng.uniform(0.75, 0.95)) if timed_out else len(items)
-    return {it.item_id: (_answer(rng, it.options, ability) if i < cut else None) for i, it in enumerate(items)}
-
-
-def build_day(cfg: SimConfig, registry: BlueprintRegistry) -> SimDay:
+def build_day(cfg: SimConfig, registry: BlueprintRegistry,
+              progress: Callable[[int, int], None] | None = None) -> SimDay:
+    """Build the day; ``progress(done, total)`` is called as participants' sittings are generated."""
+    unknown = (set(cfg.offline_labs) | set(cfg.clock_skew)) - set(LAB_BY_ID)
+    if unknown:
+        raise ValueError(f"unknown lab(s) {', '.join(sorted(unknown))}; labs are {', '.join(LAB_BY_ID)}")
     rng = random.Random(cfg.seed)
     uid = lambda: uuid.UUID(int=rng.getrandbits(128), version=4)  # noqa: E731 - reproducible event ids
     schedule: list[ev.Event] = []
     lab: list[ev.Event] = []
     truth: dict[tuple[str, str], TruthParticipant] = {}
-    n_sessions = max(1, math.ceil(cfg.participants / cfg.seats))
-    sittings: list[tuple[TruthParticipant, int]] = []  # (participant, index of the session they sit in)
-    plans: list[dict[str, Any]] = []
+    plans: dict[str, SessionPlan] = {}
+    blueprints: dict[str, Blueprint] = {}
+    sittings: list[tuple[TruthParticipant, SessionPlan]] = []
+    nips: set[str] = set()
     serial = 0
+    n_sessions = max(1, math.ceil(cfg.participants / cfg.seats))
+    central_labs, central_weights = list(CENTRAL_LAB_WEIGHTS), list(CENTRAL_LAB_WEIGHTS.values())
     for s_index in range(n_sessions):
-        lab_id, tz = LABS[s_index % len(LABS)]
-        agency_id, agency_name = AGENCIES[s_index % len(AGENCIES)]
+        agency = rng.choice(CENTRAL_AGENCIES if rng.random() < cfg.central_share else REGIONAL_AGENCIES)
+        site = LAB_BY_ID[rng.choices(central_labs, central_weights)[0] if agency.central else agency.home_lab]
         session_id = f"S{cfg.day:%Y%m%d}-{s_index + 1:03d}"
-        activity_id = f"ACT-{cfg.day:%Y%m}-{agency_id}"
+        activity_id = f"ACT-{cfg.day:%Y%m}-{agency.agency_id}"
         blueprint_id = "mansoskul-only" if rng.random() < cfg.mansoskul_only_share else "cact-full"
         blueprint = registry.get(blueprint_id)
         assert blueprint is not None, f"blueprint {blueprint_id} is not loaded"
+        blueprints[blueprint_id] = blueprint
         purpose = Purpose.POSITION_FILLING if rng.random() < cfg.position_filling_share else Purpose.MAPPING
-        start = datetime.combine(cfg.day, time(8 if s_index % 2 == 0 else 13, 0), tz)
-        closes = start + timedelta(minutes=30)
+        start = datetime.combine(cfg.day, SLOTS[rng.random() < 0.5], site.tz)
+        closes = start + timedelta(minutes=CHECKIN_MINUTES)
         minutes = sum(SECTION_MINUTES[s] for s in blueprint.section_names)
-        ends = start + timedelta(minutes=30 + minutes + 15)
+        ends = closes + timedelta(minutes=minutes + WRAP_UP_MINUTES)
+        plan = plans[session_id] = SessionPlan(session_id, site.lab_id, agency.agency_id, agency.name, agency.central,
+                                               activity_id, blueprint_id, purpose, start, closes, ends, cfg.seats)
         eve = start - timedelta(days=1)
-        plans.append({"session_id": session_id, "lab_id": lab_id, "start": start, "closes": closes, "ends": ends,
-                      "blueprint": blueprint, "agency_id": agency_id, "purpose": purpose})
-        schedule.append(ev.new_event(ev.SessionScheduled, lab_id=lab_id, occurred_at=eve, event_id=uid(), payload={
-            "session_id": session_id, "activity_id": activity_id, "agency_id": agency_id, "agency_name": agency_name,
-            "starts_at": start, "checkin_closes_at": closes, "ends_at": ends, "blueprint_id": blueprint_id,
-            "purpose": purpose, "seats": cfg.seats}))
-        size = min(cfg.seats, cfg.participants - s_index * cfg.seats)
-        for _ in range(size):
+        schedule.append(ev.new_event(ev.SessionScheduled, lab_id=site.lab_id, occurred_at=eve, event_id=uid(), payload={
+            "session_id": session_id, "activity_id": activity_id, "agency_id": agency.agency_id,
+            "agency_name": agency.name, "starts_at": start, "checkin_closes_at": closes, "ends_at": ends,
+            "blueprint_id": blueprint_id, "purpose": purpose, "seats": cfg.seats}))
+        for _ in range(min(cfg.seats, cfg.participants - s_index * cfg.seats)):
             serial += 1
-            nip = make_nip(rng, serial)
+            nip = make_nip(rng, serial, pppk=rng.random() < cfg.pppk_share)
+            while nip in nips:  # a NIP is a person: never two in one day
+                nip = make_nip(rng, serial, pppk=nip[12] == "2")
+            nips.add(nip)
             tier = rng.choice(TIERS)
-            schedule.append(ev.new_event(ev.ParticipantScheduled, lab_id=lab_id, occurred_at=eve, event_id=uid(), payload={
+            schedule.append(ev.new_event(ev.ParticipantScheduled, lab_id=site.lab_id, occurred_at=eve, event_id=uid(), payload={
                 "session_id": session_id, "nip": nip, "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}", "position_tier": tier}))
             attended = rng.random() < cfg.attendance
-            tp = TruthParticipant(session_id, nip, attended, blueprint_id, tier, purpose, activity_id, agency_id)
+            tp = TruthParticipant(session_id, nip, attended, blueprint_id, tier, purpose, activity_id, agency.agency_id)
             truth[(session_id, nip)] = tp
-            if not attended:
-                continue
-            sittings.append((tp, s_index))
-        lab.append(ev.new_event(ev.SessionClosed, lab_id=lab_id, occurred_at=ends, event_id=uid(),
+            if attended:
+                sittings.append((tp, plan))
+        lab.append(ev.new_event(ev.SessionClosed, lab_id=site.lab_id, occurred_at=ends, event_id=uid(),
                                 payload={"session_id": session_id}))
 
-    # Susulan: some no-shows are moved to the next later session of another agency, and most attend there.
+    # Susulan: some no-shows are moved into a seat a no-show left free in a later session of another agency
+    # (decided 20 minutes after their own window closed), and most of them attend there.
+    ordered = sorted(plans.values(), key=lambda p: p.starts_at)
+    present = Counter(t.session_id for t in truth.values() if t.attended)
+    free = {sid: cfg.seats - present[sid] for sid in plans}
     for tp in list(truth.values()):
         if tp.attended or rng.random() >= cfg.reschedule_share:
             continue
-        origin = next(i for i, p in enumerate(plans) if p["session_id"] == tp.session_id)
-        target = next((i for i, p in enumerate(plans) if p["start"] > plans[origin]["start"]
-                       and p["agency_id"] != tp.agency_id), None)
+        decided = plans[tp.session_id].checkin_closes_at + timedelta(minutes=20)
+        target = next((p for p in ordered if p.starts_at > decided and p.agency_id != tp.agency_id
+                       and free[p.session_id] > 0), None)
         if target is None:
             continue
-        tp.rescheduled_to = plans[target]["session_id"]
-        schedule.append(ev.new_event(ev.ParticipantRescheduled, lab_id="bkn-scheduler",
-                                     occurred_at=plans[origin]["closes"] + timedelta(minutes=20), event_id=uid(),
-                                     payload={"nip": tp.nip, "from_session_id": tp.session_id,
-                                              "to_session_id": tp.rescheduled_to, "reason": "susulan"}))
+        free[target.session_id] -= 1
+        tp.rescheduled_to = target.session_id
+        schedule.append(ev.new_event(ev.ParticipantRescheduled, lab_id="bkn-scheduler", occurred_at=decided,
+                                     event_id=uid(), payload={"nip": tp.nip, "from_session_id": tp.session_id,
+                                                              "to_session_id": tp.rescheduled_to, "reason": "susulan"}))
         if rng.random() < cfg.susulan_attendance:
             tp.attended_susulan = True
             sittings.append((tp, target))
 
-    silent = {p["session_id"] for p in plans[len(plans) - cfg.silent_sessions:]} if cfg.silent_sessions else set()
+    silent = {p.session_id for p in list(plans.values())[len(plans) - cfg.silent_sessions:]} if cfg.silent_sessions else set()
     late = set(rng.sample(range(len(sittings)), min(cfg.late_checkins, len(sittings))))
-    for n, (tp, index) in enumerate(sittings):
-        plan = plans[index]
-        if n in late and plan["session_id"] not in silent:
+    for n, (tp, plan) in enumerate(sittings):
+        if n in late and plan.session_id not in silent:
             tp.late = True
-        lab.extend(_sitting(rng, uid, cfg, tp, plan))
-    lab = [e for e in lab if e.payload.session_id not in silent or e.occurred_at < plans_by_id(plans)[e.payload.session_id]["closes"]]
+        lab.extend(_sitting(rng, uid, cfg, tp, plan, blueprints[plan.blueprint_id]))
+        if progress is not None and (n % 200 == 0 or n == len(sittings) - 1):
+            progress(n + 1, len(sittings))
+    lab = [e for e in lab if e.payload.session_id not in silent or e.occurred_at < plans[e.payload.session_id].checkin_closes_at]
     lab.sort(key=lambda e: e.occurred_at)
     if cfg.out_of_order_share:
         checkins = [e for e in lab if isinstance(e, ev.ParticipantCheckedIn)]
         delayed = set(id(e) for e in rng.sample(checkins, int(len(checkins) * cfg.out_of_order_share)))
         lab = [e for e in lab if id(e) not in delayed] + [e for e in lab if id(e) in delayed]
-    malformed = [
-        ("cact.lab.v1", b'{"event_type": "ParticipantCheckedIn", "payload": '),  # truncated JSON
-        ("cact.lab.v1", b'{"event_id": "00000000-0000-4000-8000-000000000000", "event_type": "ParticipantCheckedIn",'
-                        b' "schema_version": 1, "occurred_at": "2026-11-03T08:00:00+07:00", "lab_id": "bkn-pusat-jakarta",'
-                        b' "payload": {"session_id": "S1", "nip": "12345"}}'),  # invalid NIP
-        ("cact.lab.v1", b'{"event_type": "ParticipantTeleported", "payload": {}}'),  # unknown event type
-    ]
-    return SimDay(schedule=schedule, lab=lab, malformed=(malformed * cfg.malformed)[: cfg.malformed], truth=truth,
-                  silent_sessions=silent)
+
+    faults, lab = _faults(cfg, schedule, lab)
+    malformed, expected = _malformed(cfg, random.Random(f"{cfg.seed}/malformed"), schedule, lab)
+    faults.malformed_at = [random.Random(f"{cfg.seed}/malformed-at/{i}").random() for i in range(len(malformed))]
+    return SimDay(schedule=schedule, lab=lab, malformed=malformed, truth=truth, silent_sessions=silent,
+                  sessions=plans, faults=faults, deadletters=expected, config=cfg)
 
 
-def plans_by_id(plans: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {p["session_id"]: p for p in plans}
+def _faults(cfg: SimConfig, schedule: list[ev.Event], lab: list[ev.Event]) -> tuple[FaultPlan, list[ev.Event]]:
+    """Clock skew rewrites the lab's occurred_at (its clock is wrong, not its order); outages and duplicates
+    are recorded for the sender. Their own RNG: the day is the same day whatever faults are injected."""
+    frng = random.Random(f"{cfg.seed}/faults")
+    skew = {lab_id: float(s) for lab_id, s in cfg.clock_skew.items() if s}
+    if skew:
+        lab = [e.model_copy(update={"occurred_at": e.occurred_at + timedelta(seconds=skew[e.lab_id])})
+               if e.lab_id in skew else e for e in lab]
+    outages = []
+    for lab_id in cfg.offline_labs:
+        start = datetime.combine(cfg.day, cfg.offline_at, LAB_BY_ID[lab_id].tz)
+        outages.append(Outage(lab_id, start, start + timedelta(minutes=cfg.offline_minutes)))
+    duplicates: dict[uuid.UUID, int] = {}
+    if cfg.duplicate_share:
+        for e in schedule + lab:
+            if frng.random() < cfg.duplicate_share:
+                duplicates[e.event_id] = frng.randint(1, 200)  # resent after a lost acknowledgement, soon after
+    return FaultPlan(outages=outages, clock_skew=skew, duplicates=duplicates), lab
 
 
-def _sitting(rng: random.Random, uid: Any, cfg: SimConfig, tp: TruthParticipant, plan: dict[str, Any]) -> list[ev.Event]:
-    """What a lab emits for one participant sitting one session: check-in, then each section's autosaves and sheet."""
+def _sitting(rng: random.Random, uid: Any, cfg: SimConfig, tp: TruthParticipant, plan: SessionPlan,
+             blueprint: Blueprint) -> list[ev.Event]:
+    """What a lab emits for one participant sitting one session: check-in, then per section its start,
+    autosaves every ``autosave_minutes`` with the answers given since the last one, and the final sheet."""
     out: list[ev.Event] = []
-    session_id, lab_id, start, closes, blueprint = (plan["session_id"], plan["lab_id"], plan["start"], plan["closes"],
-                                                    plan["blueprint"])
-    nip = tp.nip
-    tp.blueprint_id, tp.purpose = blueprint.blueprint_id, plan["purpose"]  # a susulan sits the host session's test
+    session_id, lab_id, nip = plan.session_id, plan.lab_id, tp.nip
+    tp.blueprint_id, tp.purpose = plan.blueprint_id, plan.purpose  # a susulan sits the host session's test
     ability = rng.gauss(0, 1)
-    t = start - timedelta(minutes=30) + timedelta(seconds=rng.randint(0, 55 * 60))
+    opens = plan.starts_at - timedelta(minutes=CHECKIN_OPENS_MINUTES)
+    window = (plan.checkin_closes_at - opens).total_seconds()
     if tp.late:
-        t = closes + timedelta(minutes=rng.randint(5, 20))
+        t = plan.checkin_closes_at + timedelta(minutes=rng.uniform(5, 20))
+    else:  # most arrive around the start, a tail until just before the window closes
+        t = opens + timedelta(seconds=rng.triangular(0, window - 30, window * 0.45))
+    tp.checked_in_at = t
     out.append(ev.new_event(ev.ParticipantCheckedIn, lab_id=lab_id, occurred_at=t, event_id=uid(),
-                            payload={"session_id": session_id, "nip": nip}))
-    t = max(t, closes)
+                            payload={"session_id": session_id, "nip": nip, "seat": f"{rng.randint(1, plan.seats):03d}"}))
+    t = max(t, plan.checkin_closes_at) + timedelta(seconds=rng.uniform(10, 120))
+    hard_stop = plan.ends_at - timedelta(minutes=5)  # the session's end stops a late starter too
     for section in blueprint.section_names:
-        timed_out = rng.random() < cfg.timed_out_share
-        sheet = _sheet(rng, blueprint, section, ability, timed_out)
+        spec = blueprint.section(section)
+        assert spec is not None
+        deadline = min(t + timedelta(minutes=SECTION_MINUTES[section]), hard_stop)
+        slow = rng.random() < cfg.timed_out_share
+        planned = SECTION_MINUTES[section] * 60 * (rng.uniform(1.05, 1.35) if slow else rng.uniform(0.55, 0.97))
+        gaps = [rng.expovariate(1.0) + 0.2 for _ in spec.items]
+        scale = planned / sum(gaps)
+        times, elapsed = [], 0.0
+        for g in gaps:
+            elapsed += g * scale
+            times.append(t + timedelta(seconds=elapsed))
+        sheet = {it.item_id: (_answer(rng, it.options, ability) if at <= deadline else None)
+                 for it, at in zip(spec.items, times)}
+        timed_out = times[-1] > deadline
+        done = deadline if timed_out else times[-1] + timedelta(seconds=rng.uniform(5, 60))
+        done = min(done, deadline)
         tp.sheets[section] = sheet
         tp.completion[section] = "timed_out" if timed_out else "submitted"
         out.append(ev.new_event(ev.SectionStarted, lab_id=lab_id, occurred_at=t, event_id=uid(),
                                 payload={"session_id": session_id, "nip": nip, "section": section}))
-        span = SECTION_MINUTES[section] * 60 * (1.0 if timed_out else rng.uniform(0.6, 0.98))
-        items = list(sheet.items())
-        chunk = max(1, math.ceil(len(items) / 3))  # labs batch autosaves: three per section
-        for i in range(0, len(items), chunk):
-            at = t + timedelta(seconds=span * (i + chunk) / len(items) * 0.95)
-            out.append(ev.new_event(ev.AnswersSaved, lab_id=lab_id, occurred_at=at, event_id=uid(), payload={
-                "session_id": session_id, "nip": nip, "section": section,
-                "answers": [{"item_id": k, "option": v} for k, v in items[i:i + chunk]]}))
-        t = t + timedelta(seconds=span)
-        out.append(ev.new_event(ev.SectionSubmitted, lab_id=lab_id, occurred_at=t, event_id=uid(), payload={
-            "session_id": session_id, "nip": nip, "section": section,
-            "completion": tp.completion[section],
+        step = timedelta(minutes=cfg.autosave_minutes)
+        mark, i, items = t + step, 0, list(sheet.items())
+        while mark < done:
+            batch = []
+            while i < len(items) and times[i] <= mark:
+                if items[i][1] is not None:
+                    batch.append({"item_id": items[i][0], "option": items[i][1]})
+                i += 1
+            if batch:
+                out.append(ev.new_event(ev.AnswersSaved, lab_id=lab_id, occurred_at=mark, event_id=uid(), payload={
+                    "session_id": session_id, "nip": nip, "section": section, "answers": batch}))
+            mark += step
+        out.append(ev.new_event(ev.SectionSubmitted, lab_id=lab_id, occurred_at=done, event_id=uid(), payload={
+            "session_id": session_id, "nip": nip, "section": section, "completion": tp.completion[section],
             "answers": [{"item_id": k, "option": v} for k, v in items]}))
+        t = done + timedelta(seconds=rng.uniform(20, 90))
     return out
+
+
+# ---- malformed input ---------------------------------------------------------------------------------
+
+#: What a careless lab integration sends, and the reason code the worker must dead-letter it with. The first
+#: three are kept in this order: older tests count on them.
+MALFORMED_KINDS: tuple[tuple[str, str], ...] = (
+    (Reason.BAD_JSON, "truncated JSON"),
+    (Reason.INVALID_NIP, "a check-in with a 5-digit NIP"),
+    (Reason.UNKNOWN_EVENT_TYPE, "an event type the contract does not have"),
+    (Reason.INVALID_FIELD, "a check-in whose occurred_at has no UTC offset"),
+    (Reason.WRONG_TOPIC, "a schedule event sent on the lab topic"),
+    (Reason.UNKNOWN_ITEM, "an autosave naming an item the bank does not have"),
+    (Reason.UNSUPPORTED_SCHEMA_VERSION, "a check-in in schema version 2"),
+    (Reason.NOT_AN_OBJECT, "a JSON array instead of an event"),
+)
+
+
+def _malformed(cfg: SimConfig, rng: random.Random, schedule: list[ev.Event], lab: list[ev.Event]
+               ) -> tuple[list[tuple[str, bytes]], list[ExpectedDeadLetter]]:
+    """``cfg.malformed`` messages cycling through MALFORMED_KINDS, built from real events of the day where
+    the fault is in one field only, so nothing but that field can be what the worker rejects."""
+    def like(event: ev.Event | None, **changes: Any) -> tuple[dict[str, Any], str | None]:
+        if event is None:
+            return {}, None
+        data = orjson.loads(event.to_bytes())
+        data["event_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        for k, v in changes.items():
+            data[k] = v
+        return data, event.key()
+
+    checkin = next((e for e in lab if isinstance(e, ev.ParticipantCheckedIn)), None)
+    scheduled = next((e for e in schedule if isinstance(e, ev.ParticipantScheduled)), None)
+    autosave = next((e for e in lab if isinstance(e, ev.AnswersSaved)), None)
+    lab_topic = topics.LAB.name
+    out: list[tuple[str, bytes]] = []
+    expected: list[ExpectedDeadLetter] = []
+    for n in range(cfg.malformed):
+        reason, what = MALFORMED_KINDS[n % len(MALFORMED_KINDS)]
+        key: str | None = None
+        if reason == Reason.BAD_JSON:
+            raw = b'{"event_type": "ParticipantCheckedIn", "payload": '
+        elif reason == Reason.INVALID_NIP:
+            raw = (b'{"event_id": "00000000-0000-4000-8000-000000000000", "event_type": "ParticipantCheckedIn",'
+                   b' "schema_version": 1, "occurred_at": "2026-11-03T08:00:00+07:00", "lab_id": "bkn-pusat-jakarta",'
+                   b' "payload": {"session_id": "S1", "nip": "12345"}}')
+        elif reason == Reason.UNKNOWN_EVENT_TYPE:
+            raw = b'{"event_type": "ParticipantTeleported", "payload": {}}'
+        elif reason == Reason.INVALID_FIELD and checkin is not None:
+            data, key = like(checkin)
+            data["occurred_at"] = checkin.occurred_at.replace(tzinfo=None).isoformat()
+            raw = orjson.dumps(data)
+        elif reason == Reason.WRONG_TOPIC and scheduled is not None:
+            data, key = like(scheduled)
+            raw = orjson.dumps(data)
+        elif reason == Reason.UNKNOWN_ITEM and autosave is not None:
+            data, key = like(autosave)
+            data["payload"]["answers"] = [{"item_id": "ZZ-NOT-IN-BANK-001", "option": "A"}]
+            raw = orjson.dumps(data)
+        elif reason == Reason.UNSUPPORTED_SCHEMA_VERSION and checkin is not None:
+            data, key = like(checkin, schema_version=2)
+            raw = orjson.dumps(data)
+        else:  # NOT_AN_OBJECT, or a kind whose template event the day does not have
+            reason, what = Reason.NOT_AN_OBJECT, "a JSON array instead of an event"
+            raw = b'[{"event_type": "ParticipantCheckedIn"}]'
+        out.append((lab_topic, raw))
+        expected.append(ExpectedDeadLetter(topic=lab_topic, reason=reason, what=what, key=key))
+    return out, expected

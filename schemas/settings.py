@@ -76,6 +76,19 @@ class Settings(BaseSettings):
         description="Close a check-in window by the wall clock when its lab has sent nothing this long after it.")
     window_check_seconds: float = Field(default=5, gt=0, description="How often the wall-clock fallback looks.")
 
+    # --- Lab emitter (producers/emitter.py, docs/labs.md) ------------------------------------------
+    lab_id: str | None = Field(default=None, description="This lab's id: lab_id of the events the emitter builds "
+                               "itself (autosave batches).")
+    lab_spool_path: Path = Field(default=DEFAULT_HOME / "lab-spool.db",
+                                 description="SQLite spool holding every event until Kafka acknowledged it.")
+    lab_spool_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", description="NORMAL survives a killed lab process; FULL also a power cut, but is slower.")
+    lab_spool_keep_sent_hours: float = Field(default=24, ge=0, description="Sent events are pruned after this.")
+    lab_autosave_batch: int = Field(default=50, ge=1, le=1000,
+                                    description="Autosaved answers of one participant-section per AnswersSaved.")
+    lab_autosave_seconds: float = Field(default=5.0, gt=0,
+                                        description="Longest an autosaved answer waits for its batch.")
+
     # --- Stores --------------------------------------------------------------------------------
     database_url: str = Field(
         default=f"sqlite:///{DEFAULT_HOME / 'results.db'}",

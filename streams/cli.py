@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
+from producers.lab_cli import lab_app
 from schemas.settings import Settings, get_settings
 
 app = typer.Typer(help="cact-pipeline: CACT exam events from the labs to SI ASN, on Kafka.", no_args_is_help=True,
@@ -20,6 +22,7 @@ schemas_app = typer.Typer(help="The event contract's JSON Schemas (schemas/json/
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(attendance_app, name="attendance")
 app.add_typer(siasn_app, name="siasn")
+app.add_typer(lab_app, name="lab")
 console = Console(stderr=True)
 
 
@@ -60,23 +63,85 @@ def broker(
 @app.command()
 def simulate(
     participants: Annotated[int, typer.Option(help="Participants scheduled")] = 120,
+    seats: Annotated[int, typer.Option(help="Seats per session")] = 30,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same day")] = 2024,
-    malformed: Annotated[int, typer.Option(help="Malformed events to inject")] = 0,
-    truth: Annotated[Optional[Path], typer.Option(help="Write the ground truth (JSON) here")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Events per second on the wall clock (default: as fast as possible)")] = None,
+    truth: Annotated[Optional[Path], typer.Option(help="Write the ground truth (JSON, docs/simulator.md) here")] = None,
+    malformed: Annotated[int, typer.Option(help="Malformed events to inject (each must end as a dead letter)")] = 0,
+    reschedule: Annotated[float, typer.Option(help="Share of no-shows moved into another agency's later session (susulan)")] = 0.3,
+    mansoskul_only: Annotated[float, typer.Option(help="Share of sessions with the Mansoskul-only blueprint")] = 0.1,
+    offline_lab: Annotated[Optional[list[str]], typer.Option(help="Lab that loses its network (repeatable)")] = None,
+    offline_minutes: Annotated[float, typer.Option(help="How long an offline lab stays offline")] = 30.0,
+    offline_at: Annotated[str, typer.Option(help="Lab-local time the outage starts (HH:MM)")] = "07:50",
+    clock_skew: Annotated[Optional[list[str]], typer.Option(help="LAB=SECONDS: that lab's clock is ahead (+) or behind (-) (repeatable)")] = None,
+    duplicates: Annotated[float, typer.Option(help="Share of events sent twice with the same event_id")] = 0.0,
 ) -> None:
-    """Simulate an exam day and send it to the configured Kafka."""
+    """Simulate a CACT exam day (2024 figures, domain.md §2) and send it to the configured Kafka.
+
+    Faults change how the day is delivered, never what happened: --truth is what the pipeline must show.
+    """
+    from datetime import time as clock_time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from producers.daysender import send_day
+    from producers.exam_network import LAB_BY_ID
     from producers.simulator import SimConfig, build_day
     from schemas.blueprint import BlueprintRegistry
-    from streams.demo import send_day
 
+    skews: dict[str, float] = {}
+    for item in clock_skew or []:
+        lab_id, _, value = item.partition("=")
+        try:
+            skews[lab_id] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"expected LAB=SECONDS, got {item!r}", param_hint="--clock-skew") from None
+    unknown = sorted((set(skews) | set(offline_lab or [])) - set(LAB_BY_ID))
+    if unknown:
+        raise typer.BadParameter(f"unknown lab(s) {', '.join(unknown)}; labs are {', '.join(LAB_BY_ID)}")
+    try:
+        starts = clock_time.fromisoformat(offline_at)
+    except ValueError:
+        raise typer.BadParameter(f"expected HH:MM, got {offline_at!r}", param_hint="--offline-at") from None
+    cfg = SimConfig(participants=participants, seats=seats, seed=seed, malformed=malformed, reschedule_share=reschedule,
+                    mansoskul_only_share=mansoskul_only, offline_labs=tuple(offline_lab or ()),
+                    offline_minutes=offline_minutes, offline_at=starts, clock_skew=skews, duplicate_share=duplicates)
     s = get_settings()
-    day = build_day(SimConfig(participants=participants, seed=seed, malformed=malformed),
-                    BlueprintRegistry.from_dir(s.blueprint_dir))
-    send_day(s, day, console)
+    registry = BlueprintRegistry.from_dir(s.blueprint_dir)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("simulating participants' sittings", total=None)
+        day = build_day(cfg, registry, progress=lambda done, total: progress.update(task, completed=done, total=total))
     if truth:
-        truth.write_text(json.dumps({f"{k[0]}/{k[1]}": {"attended": v.attended, "blueprint_id": v.blueprint_id}
-                                     for k, v in day.truth.items()}, indent=1))
-    console.print(day.summary())
+        day.write_truth(truth)
+    started = time.monotonic()
+    sent = send_day(s, day, console, rate=rate)
+    seconds = time.monotonic() - started
+    summary = day.summary()
+    table = Table(title=f"simulated exam day {cfg.day} (seed {seed})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("sessions", summary["sessions"]),
+        ("labs / agencies", f"{len({p.lab_id for p in day.sessions.values()})} / "
+                            f"{len({p.agency_id for p in day.sessions.values()})}"),
+        ("participants scheduled", summary["participants_scheduled"]),
+        ("checked in (incl. susulan)", summary["participants_checked_in"]),
+        ("no-shows", f"{summary['no_shows']} ({summary['no_shows'] / max(1, summary['participants_scheduled']):.1%})"),
+        ("rescheduled (susulan)", summary["rescheduled"]),
+        ("events sent", sum(sent.values())),
+        ("  held by an offline lab", sent["spooled"]),
+        ("  duplicates", sent["duplicate"]),
+        ("  malformed", sent["malformed"]),
+        ("clock skew", ", ".join(f"{k} {v:+g}s" for k, v in day.faults.clock_skew.items()) or "none"),
+        ("send time", f"{seconds:.1f} s ({sum(sent.values()) / max(seconds, 1e-9):,.0f}/s)"),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    Console().print(table)
+    if truth:
+        console.print(f"ground truth written to {truth}")
 
 
 @app.command()

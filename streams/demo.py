@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from producers.emitter import LabEmitter
+from producers.daysender import send_day
 from producers.simulator import SimConfig, SimDay, build_day
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
@@ -70,24 +69,6 @@ class WorkerProcess:
             self.proc.wait()
 
 
-def send_day(settings: Settings, day: SimDay, console: Console | None = None) -> None:
-    """Send the schedule first (it exists days before the exam), then the lab events in time order."""
-    with LabEmitter(settings) as emitter, Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=console is None, transient=True,
-    ) as progress:
-        for label, batch in (("schedule", day.schedule), ("lab events", day.lab)):
-            task = progress.add_task(f"sending {label}", total=len(batch))
-            for i, e in enumerate(batch, 1):
-                emitter.send(e)
-                if i % 500 == 0:
-                    progress.update(task, completed=i)
-            emitter.flush()
-            progress.update(task, completed=len(batch))
-        for topic, raw in day.malformed:
-            emitter.send_raw(topic, raw)
-
-
 def consumer_groups(settings: Settings) -> dict[str, list[str]]:
     return {settings.app_id: [t.name for t in topics.INPUT_TOPICS],
             sink_group(settings): [t.name for t in topics.OUTPUT_TOPICS]}
@@ -130,6 +111,7 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
             console.print(f"[green]✓[/] embedded Kafka-compatible broker (Tansu) on {broker.bootstrap}")
         settings = settings.model_copy(update={
             "database_url": f"sqlite:///{workdir / 'results.db'}", "data_dir": workdir / "worker",
+            "lab_spool_path": workdir / "lab-spool.db",
             "worker_web_port": free_port(),
         })
         asyncio.run(ensure_topics(settings))

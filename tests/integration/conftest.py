@@ -43,17 +43,17 @@ def pipeline_kafka(tmp_path: Path) -> Iterator[Settings]:
     """Settings pointing at a broker with the pipeline's topics and nothing in them.
 
     The topic names are fixed by the contract, so isolation between tests comes from a fresh embedded broker
-    each time. With KAFKA_BOOTSTRAP_SERVERS set, that Kafka is used and must be a dedicated, empty test cluster.
+    each time, and each test's lab emitters spool into its own file. With KAFKA_BOOTSTRAP_SERVERS set, that Kafka is used and must be a dedicated, empty test cluster.
     """
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         settings = Settings(app_id=f"cact-test-{uuid.uuid4().hex[:8]}", data_dir=tmp_path / "worker",
-                            worker_web_port=free_port())
+                            worker_web_port=free_port(), lab_spool_path=tmp_path / "lab-spool.db")
         asyncio.run(ensure_topics(settings))
         yield settings
         return
     with EmbeddedBroker("127.0.0.1", free_port(), log_path=tmp_path / "broker.log") as broker:
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap, data_dir=tmp_path / "worker",
-                            worker_web_port=free_port())
+                            worker_web_port=free_port(), lab_spool_path=tmp_path / "lab-spool.db")
         asyncio.run(ensure_topics(settings))
         yield settings
 
