@@ -37,8 +37,11 @@ promtool:
 schemas: $(STAMP)
 	$(BIN)/cact schemas export
 
+# Throughput, latency and memory of one worker on this machine: bench/results/latest.json, docs/benchmarks.md.
+# e.g. make bench BENCH_ARGS="--participants 3000 --profile bench/results/profile.txt"
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cact build *.egg-info

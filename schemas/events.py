@@ -8,11 +8,14 @@ The JSON Schemas under ``schemas/json/`` are generated from these classes (``cac
 
 from __future__ import annotations
 
+import itertools
+import operator
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator, with_config
+from typing_extensions import TypedDict
 
 from schemas import topics
 from schemas.domain import AttendanceStatus, Competency, PositionTier, Purpose, Section
@@ -171,16 +174,65 @@ class SectionStartedPayload(_Model):
     section: Section
 
 
-class Answer(_Model):
+@with_config(ConfigDict(extra="forbid", json_schema_extra=_describe_fields))
+class Answer(TypedDict):
+    # A plain dict, not a model: a day carries millions of answers, and an object per answer costs (no
+    # docstring here: it would change the published JSON Schema).
     item_id: ItemId
-    option: str | None = Field(max_length=8, description="Chosen option label; null when left blank.")
+    option: Annotated[str | None, Field(max_length=8, description="Chosen option label; null when left blank.")]
+
+
+_ANSWER_KEYS = frozenset(("item_id", "option"))
+_item_ids, _options = operator.itemgetter("item_id"), operator.itemgetter("option")
+
+
+def _answers_ok(value: list[Any]) -> bool:
+    """The JSON Schema of an answer list, checked with C-level passes over the whole list (no Python loop)."""
+    if set(map(type, value)) - {dict}:
+        return False
+    if not all(map(operator.eq, map(dict.keys, value), itertools.repeat(_ANSWER_KEYS))):
+        return False
+    items = list(map(_item_ids, value))
+    if set(map(type, items)) - {str} or (items and (min(map(len, items)) < 1 or max(map(len, items)) > 64)):
+        return False
+    options = [o for o in map(_options, value) if o is not None]
+    return not (set(map(type, options)) - {str}) and (not options or max(map(len, options)) <= 8)
+
+
+def _answer_error(value: list[Any]) -> str:
+    """Which answer breaks the schema, and how: the slow path, only for a list already found wrong."""
+    for i, a in enumerate(value):
+        if type(a) is not dict or a.keys() != _ANSWER_KEYS:
+            return f"answers[{i}] must be an object with exactly item_id and option"
+        item, option = a["item_id"], a["option"]
+        if type(item) is not str or not 0 < len(item) <= 64:
+            return f"answers[{i}].item_id must be a string of 1 to 64 characters"
+        if option is not None and (type(option) is not str or len(option) > 8):
+            return f"answers[{i}].option must be null or a string of at most 8 characters"
+    return "answers are invalid"
+
+
+def _answer_list(min_items: int) -> PlainValidator:
+    """Checks an answer list as the JSON Schema does, by hand: pydantic's per-answer validation was the
+    worker's costliest decode step (docs/benchmarks.md). The published schema still comes from ``list[Answer]``."""
+
+    def check(value: Any) -> list[Answer]:
+        if type(value) is not list:
+            raise ValueError("answers must be a list")
+        if not min_items <= len(value) <= 1000:
+            raise ValueError(f"answers must have {min_items} to 1000 entries, not {len(value)}")
+        if not _answers_ok(value):
+            raise ValueError(_answer_error(value))
+        return value
+
+    return PlainValidator(check)
 
 
 class AnswersSavedPayload(_Model):
     session_id: Id
     nip: NIP
     section: Section
-    answers: list[Answer] = Field(min_length=1, max_length=1000)
+    answers: Annotated[list[Answer], _answer_list(1)] = Field(json_schema_extra={"minItems": 1, "maxItems": 1000})
 
 
 class SectionSubmittedPayload(_Model):
@@ -188,7 +240,8 @@ class SectionSubmittedPayload(_Model):
     nip: NIP
     section: Section
     completion: Literal["submitted", "timed_out"]
-    answers: list[Answer] = Field(max_length=1000, description="The whole final answer sheet of the section.")
+    answers: Annotated[list[Answer], _answer_list(0)] = Field(
+        description="The whole final answer sheet of the section.", json_schema_extra={"maxItems": 1000})
 
 
 class SessionClosedPayload(_Model):
@@ -198,6 +251,14 @@ class SessionClosedPayload(_Model):
 class CheckinWindowClosedPayload(_Model):
     session_id: Id
     reason: Literal["wall_clock"] = Field(default="wall_clock", description="Why the pipeline closed the window.")
+
+
+class EventBatchPayload(_Model):
+    session_id: Id = Field(description="The session every event in the batch belongs to: the batch's key.")
+    events: list[Annotated[dict[str, Any], WithJsonSchema({"type": "object", "title": "Event"})]] = Field(
+        min_length=1, max_length=1000,
+        description="Whole contract-v1 events of this session (not batches), in the order they happened. Each is "
+                    "validated on its own: a bad one is dead-lettered with its index, the others are processed.")
 
 
 class CompetencyResult(_Model):
@@ -421,6 +482,19 @@ class SessionClosed(Event):
     payload: SessionClosedPayload
 
 
+class EventBatch(Event):
+    """Several events of one session in one message: how a lab sends a burst (answer sheets of a whole room).
+
+    Per-message overhead, not event size, limits a worker, so lab emitters may batch a session's events over a
+    short linger (``producers/batching.py``). Allowed on both input topics; the events inside must belong to
+    the topic the batch is sent to and to the batch's session."""
+
+    topic = topics.LAB
+    also_on: ClassVar[tuple[topics.TopicSpec, ...]] = (topics.SCHEDULE,)
+    event_type: Literal["EventBatch"] = "EventBatch"
+    payload: EventBatchPayload
+
+
 class ParticipantScored(Event):
     """A participant's result (one version): levels, JPM, category, section scores, provenance."""
 
@@ -457,7 +531,8 @@ class DeadLettered(Event):
 
 SCHEDULE_EVENTS = (SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled,
                    RescoreRequested)
-LAB_EVENTS = (ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed, CheckinWindowClosed)
+LAB_EVENTS = (ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed, CheckinWindowClosed,
+              EventBatch)
 OUTPUT_EVENTS = (ParticipantScored, AttendanceChanged, SessionSummary, DeadLettered)
 ALL_EVENTS: tuple[type[Event], ...] = SCHEDULE_EVENTS + LAB_EVENTS + OUTPUT_EVENTS
 EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["event_type"].default: cls for cls in ALL_EVENTS}
@@ -465,6 +540,7 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["event_type"].default: c
 InputEvent = Union[
     SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled, RescoreRequested,
     ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed, CheckinWindowClosed,
+    EventBatch,
 ]
 
 E = TypeVar("E", bound=Event)

@@ -12,12 +12,14 @@ import logging
 from aiokafka import AIOKafkaConsumer
 
 from schemas import topics
-from schemas.decode import Rejected, decode_event
+from schemas.decode import Rejected, decode_output
 from schemas.events import Event
 from schemas.settings import Settings
 from sinks.store import ResultsStore
 from streams import metrics
 from streams.kafka import client_kwargs
+
+FETCH_MAX_WAIT_MS = 50  # the same as streams.app.FETCH_MAX_WAIT_MS (not imported: that pulls in Faust)
 
 log = logging.getLogger("cact.sink")
 SINK_TOPICS = (topics.RESULTS.name, topics.ATTENDANCE.name, topics.DEADLETTER.name)
@@ -32,6 +34,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None) -> Non
     await asyncio.to_thread(store.create_schema)
     consumer = AIOKafkaConsumer(
         *SINK_TOPICS, group_id=sink_group(settings), enable_auto_commit=False, auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # see streams/app.py: a long wait is latency on Tansu
         **client_kwargs(settings),
     )
     await consumer.start()
@@ -45,7 +48,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None) -> Non
             for tp, messages in fetched.items():
                 for m in messages:
                     try:
-                        batch.append(decode_event(m.value, topic=tp.topic))
+                        batch.append(decode_output(m.value, topic=tp.topic))
                     except Rejected as exc:  # our own output: a bug, loud but not fatal
                         log.error("undecodable output at %s[%s]@%s: %s", tp.topic, tp.partition, m.offset, exc.reason)
             if batch:

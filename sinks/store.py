@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -65,6 +66,11 @@ def _utc(at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
+def _json(value: Any) -> str:
+    """JSON columns through orjson: the stdlib encoder was the sink's costliest step per result."""
+    return orjson.dumps(value).decode()
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; for SQLite, create the file's folder and set pragmas on every connection.
 
@@ -75,7 +81,7 @@ def make_engine(url: str) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=_json)
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +184,7 @@ class ResultsStore:
                 log.warning("results store ignores %s event %s", e.event_type, e.event_id)
 
         with self.engine.begin() as conn:
+            self._write_participants(conn, [*results.values(), *attendance.values()])
             self._write_results(conn, list(results.values()))
             att = m.Attendance.__table__
             self._upsert(conn, att, [self._attendance_row(e) for e in attendance.values()],
@@ -195,6 +202,31 @@ class ResultsStore:
                 {"event_id": str(e.event_id), "occurred_at": _utc(e.occurred_at),
                  **e.payload.model_dump(include=set(_DEADLETTER_COLS))}
                 for e in deadletters.values()])
+
+    def _write_participants(self, conn: Connection, batch: Sequence[ev.ParticipantScored | ev.AttendanceChanged]
+                            ) -> None:
+        """One row per NIP: agency of the latest event, tier of the latest result, whatever the arrival order."""
+        rows: dict[str, dict[str, Any]] = {}
+        for e in sorted(batch, key=lambda e: (_utc(e.occurred_at), str(e.event_id))):
+            p = e.payload
+            tier = p.position_tier.value if isinstance(p, ev.ParticipantScoredPayload) else None
+            known = rows.get(p.nip)
+            rows[p.nip] = {"nip": p.nip, "agency_id": p.agency_id, "last_seen_at": _utc(e.occurred_at),
+                           "position_tier": tier or (known["position_tier"] if known else None)}
+        if not rows:
+            return
+        t = m.Participant.__table__
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        stmt = insert(t)
+        new = stmt.excluded
+        newer = new.last_seen_at >= t.c.last_seen_at
+        stmt = stmt.on_conflict_do_update(index_elements=["nip"], set_={
+            "agency_id": case((newer, new.agency_id), else_=t.c.agency_id),
+            "last_seen_at": case((newer, new.last_seen_at), else_=t.c.last_seen_at),
+            "position_tier": case((and_(new.position_tier.is_not(None), or_(newer, t.c.position_tier.is_(None))),
+                                   new.position_tier), else_=t.c.position_tier),
+        })
+        conn.execute(stmt, list(rows.values()))
 
     @staticmethod
     def _attendance_row(e: ev.AttendanceChanged) -> dict[str, Any]:

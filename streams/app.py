@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -19,10 +20,10 @@ from prometheus_client import generate_latest
 
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import Reason, Rejected, decode_event
+from schemas.decode import Reason, Rejected, decode_event, unpack
 from schemas.events import Event
 from schemas.settings import Settings
-from streams import metrics
+from streams import faust_fixes, metrics
 from streams.deadletter import dead_letter
 from streams.kafka import faust_broker_kwargs
 from streams.processor import AttendancePolicy, SessionProcessor
@@ -42,7 +43,38 @@ PIPELINE_ID = "cact-pipeline"
 OPERATOR_PAGE = Path(__file__).parent / "web" / "operator.html"
 
 
+#: How long a fetch may wait on the broker for new records. Tansu answers a waiting fetch only when the wait is
+#: over, not when records arrive, so Faust's fixed 1.5 s (and aiokafka's default 0.5 s in the sink) were added to
+#: every event's latency (measured: produce → consume p50 716 ms at 1.5 s, 3 ms at 50 ms). On Apache Kafka a
+#: short wait only means more empty fetches while idle.
+FETCH_MAX_WAIT_MS = 50
+
+
+def _short_fetch_wait() -> None:
+    """Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's consumer: lower it before the consumer starts."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "_cact_short_wait", False):
+        return
+
+    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        consumer = original(self, *args, **kwargs)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start() to build its fetcher
+        return consumer
+
+    create._cact_short_wait = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
+def _at_index(index: int | None) -> str:
+    """Where in an EventBatch a failure happened, for the dead letter's detail."""
+    return f"events[{index}]: " if index is not None else ""
+
+
 def create_app(settings: Settings) -> faust.App:
+    faust_fixes.install()
+    _short_fetch_wait()
     blueprints = {"current": BlueprintRegistry.from_dir(settings.blueprint_dir)}
     view_store = ResultsStore(settings.database_url)
     view_store.create_schema()  # the operator page may be opened before the sink has written anything
@@ -63,6 +95,13 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="json",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Results (~3 kB each) and state go out in large produce requests, not Faust's default 16 kB batches:
+        # per-request cost dominated the producer in the profile (docs/benchmarks.md).
+        producer_max_batch_size=1_000_000,
+        producer_linger=0.005,
+        # Messages read ahead of the agent; Faust's default (4,096) held a whole replayed day of EventBatches
+        # (~300 MB) in memory at once, while 256 already keep the agent fed.
+        stream_buffer_maxsize=256,
         processing_guarantee="at_least_once",
         broker_commit_interval=settings.commit_interval_seconds,
         broker_session_timeout=settings.group_session_timeout_seconds,
@@ -86,40 +125,80 @@ def create_app(settings: Settings) -> faust.App:
     session_seen: dict[str, float] = {}
     started_at = time.time()
 
-    async def handle_batch(batch: Sequence[EventT]) -> None:
-        started = time.perf_counter()
-        session_view, participant_view = TableOverlay(sessions), TableOverlay(participants)
-        processor = SessionProcessor(blueprints["current"], policy, session_view, participant_view, attendance,
-                                     reload=blueprints["current"].reload)
-        out: list[Event] = []
-        for event in batch:
-            msg = event.message
-            session_view.event = participant_view.event = event
-            try:
-                decoded = decode_event(msg.value, topic=msg.topic)
-                if msg.topic == topics.LAB.name and decoded.lab_id != PIPELINE_ID:
-                    lab_seen[decoded.lab_id] = session_seen[decoded.key()] = time.time()
-                    metrics.LAB_LAST_EVENT.labels(lab_id=decoded.lab_id).set(lab_seen[decoded.lab_id])
-                out.extend(processor.handle(decoded))
-                metrics.EVENTS_IN.labels(event_type=decoded.event_type).inc()
-            except Rejected as exc:
-                out.append(dead_letter(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
-                                       value=msg.value, timestamp=msg.timestamp, reason=exc.reason, detail=exc.detail))
-            except Exception as exc:  # a bug must not stop the lab's other sessions: park the message
-                log.exception("processing failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                out.append(dead_letter(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
-                                       value=msg.value, timestamp=msg.timestamp, reason=Reason.PROCESSING_ERROR,
-                                       detail=f"{type(exc).__name__}: {exc}"))
+    class Chunk:
+        """Events processed against one private copy of the state, then emitted and written together."""
+
+        def __init__(self) -> None:
+            self.started = time.perf_counter()
+            self.sessions, self.participants = TableOverlay(sessions), TableOverlay(participants)
+            self.processor = SessionProcessor(blueprints["current"], policy, self.sessions, self.participants,
+                                              attendance, reload=blueprints["current"].reload)
+            self.out: list[Event] = []
+            self.events = 0
+
+    accepted: dict[str, Any] = {}  # prometheus children by event type: labels() per event showed in profiles
+
+    def handle_message(chunk: Chunk, event: EventT) -> None:
+        msg = event.message
+        chunk.sessions.event = chunk.participants.event = event
+        failures: list[tuple[str, str]] = []
+        try:
+            for index, decoded in unpack(decode_event(msg.value, topic=msg.topic), topic=msg.topic):
+                chunk.events += 1
+                if isinstance(decoded, Rejected):
+                    failures.append((decoded.reason, decoded.detail))
+                    continue
+                try:
+                    if msg.topic == topics.LAB.name and decoded.lab_id != PIPELINE_ID:
+                        lab_seen[decoded.lab_id] = session_seen[decoded.key()] = time.time()
+                    chunk.out.extend(chunk.processor.handle(decoded))
+                    counter = accepted.get(decoded.event_type)
+                    if counter is None:
+                        counter = accepted[decoded.event_type] = metrics.EVENTS_IN.labels(event_type=decoded.event_type)
+                    counter.inc()
+                except Rejected as exc:
+                    failures.append((exc.reason, _at_index(index) + exc.detail))
+                except Exception as exc:  # a bug must not stop the lab's other sessions: park the event
+                    log.exception("processing failed at %s[%s]@%s %s", msg.topic, msg.partition, msg.offset,
+                                  _at_index(index))
+                    failures.append((Reason.PROCESSING_ERROR, f"{_at_index(index)}{type(exc).__name__}: {exc}"))
+        except Rejected as exc:
+            chunk.events += 1
+            failures.append((exc.reason, exc.detail))
+        if failures:
+            # One dead letter per source message (the store keeps one per source position); a batch's bad
+            # events are all named in it, with their index, and each is counted under its own reason.
+            for reason, _ in failures[1:]:
+                metrics.DEADLETTERS.labels(reason=reason, source_topic=msg.topic).inc()
+            chunk.out.append(dead_letter(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
+                                         value=msg.value, timestamp=msg.timestamp, reason=failures[0][0],
+                                         detail="; ".join(d for _, d in failures)))
+
+    async def finish(chunk: Chunk) -> None:
         # Outputs first, acknowledged by the broker; only then the new state (see streams/state.py).
-        pending = [await outputs[o.topic.name].send(key=o.key().encode(), value=o.to_bytes(), force=True) for o in out]
+        pending = [await outputs[o.topic.name].send(key=o.key().encode(), value=o.to_bytes(), force=True)
+                   for o in chunk.out]
         if pending:
             await asyncio.gather(*pending)
-        for o in out:
+        for o in chunk.out:
             metrics.EMITTED.labels(event_type=o.event_type).inc()
-        blueprints["current"] = processor.registry  # keeps a key correction loaded by a rescore
-        written = session_view.flush() + participant_view.flush()
+        blueprints["current"] = chunk.processor.registry  # keeps a key correction loaded by a rescore
+        written = chunk.sessions.flush() + chunk.participants.flush()
         metrics.STATE_WRITES.inc(written)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        for lab_id, seen in lab_seen.items():
+            metrics.LAB_LAST_EVENT.labels(lab_id=lab_id).set(seen)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - chunk.started)
+
+    async def handle_batch(batch: Sequence[EventT]) -> None:
+        """A Faust batch counts messages, and an EventBatch message holds many events: results go out, and
+        state is written, every ``batch_max`` events, so the sink and memory never wait for a whole batch."""
+        chunk = Chunk()
+        for event in batch:
+            handle_message(chunk, event)
+            if chunk.events >= settings.batch_max:
+                await finish(chunk)
+                chunk = Chunk()
+        await finish(chunk)
 
     @app.agent(inputs)
     async def process(stream: faust.StreamT) -> None:
@@ -203,4 +282,9 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
 
         SiasnConfig.from_env()
     app = create_app(settings)
+    # Decoding allocates a dict per answer, so the default collector ran a full pass over every table's
+    # state again and again; fewer, later collections of young objects only (docs/benchmarks.md).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

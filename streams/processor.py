@@ -48,8 +48,72 @@ def _at(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
+_BLANK, _ABSENT = "-", "."
+_MISSING = object()
+_layouts: dict[tuple[int, str], tuple[Any, tuple[str, ...], frozenset[str]]] = {}
+
+
+def _layout(blueprint: Any, section: str) -> tuple[tuple[str, ...], frozenset[str]] | None:
+    """The item order of a blueprint's section, once per blueprint object."""
+    cached = _layouts.get((id(blueprint), section))
+    if cached is None or cached[0] is not blueprint:
+        spec = blueprint.section(Section(section))
+        if spec is None:
+            return None
+        items = tuple(i.item_id for i in spec.items)
+        cached = _layouts[(id(blueprint), section)] = (blueprint, items, frozenset(items))
+    return cached[1], cached[2]
+
+
+def _pack_answers(answers: dict[str, str | None], blueprint: Any, section: str) -> dict[str, Any]:
+    """A sheet as kept in state: one character per item of the session's blueprint when every option is one
+    character (CACT's are A-E), else one JSON string. Sheets are most of a participant's state, and state is
+    copied, written to the changelog and kept in memory for every participant of the day: a dict per sheet
+    cost ~40 kB, the JSON string ~6 kB, the positional string ~0.4 kB (docs/benchmarks.md)."""
+    layout = _layout(blueprint, section) if blueprint is not None else None
+    if layout is not None and answers.keys() <= layout[1]:
+        chars = []
+        for item in layout[0]:
+            option = answers.get(item, _MISSING)
+            if option is _MISSING:
+                chars.append(_ABSENT)
+            elif option is None:
+                chars.append(_BLANK)
+            elif len(option) == 1 and option not in (_BLANK, _ABSENT):
+                chars.append(option)
+            else:
+                break
+        else:
+            return {"answers": "".join(chars), "layout": [blueprint.blueprint_id, blueprint.version]}
+    return {"answers": orjson.dumps(answers).decode()}
+
+
+def _unpack_answers(registry: BlueprintRegistry, stored: dict[str, Any]) -> dict[str, str | None]:
+    answers = stored["answers"]
+    if isinstance(answers, dict):  # state written before sheets were packed
+        return dict(answers)
+    if "layout" not in stored:
+        return orjson.loads(answers)
+    blueprint = registry.get(*stored["layout"])
+    layout = _layout(blueprint, stored["section"]) if blueprint is not None else None
+    if layout is None:
+        raise RuntimeError(f"blueprint {stored['layout']} of a stored sheet is no longer loaded")
+    return {item: (None if c == _BLANK else c) for item, c in zip(layout[0], answers) if c != _ABSENT}
+
+
 def _digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:32]
+
+
+_policy_ids: dict[int, tuple[scoring.ScoringPolicy, str]] = {}
+
+
+def _policy_id(policy: scoring.ScoringPolicy) -> str:
+    """A digest of the scoring policy, once per policy object (the worker builds a processor per batch)."""
+    cached = _policy_ids.get(id(policy))
+    if cached is None or cached[0] is not policy:
+        cached = _policy_ids[id(policy)] = (policy, _digest(policy.model_dump(mode="json")))
+    return cached[1]
 
 
 class SessionProcessor:
@@ -68,6 +132,7 @@ class SessionProcessor:
         self.sessions = sessions
         self.participants = participants
         self.attendance = attendance
+        self._policy_id = _policy_id(policy)
 
     # ----------------------------------------------------------------------------------------------
     # Entry point
@@ -175,6 +240,11 @@ class SessionProcessor:
     # Lab
     # ----------------------------------------------------------------------------------------------
 
+    def _blueprint_of(self, s: State) -> Any:
+        """The blueprint the session was scheduled with (None before its schedule is known)."""
+        meta = s["meta"]
+        return self.registry.get(meta["blueprint_id"], meta["blueprint_version"]) if meta else None
+
     def _lab_event(self, session_id: str, nip: str | None = None) -> tuple[State, State | None]:
         """Load the session and participant a lab event touches, and let its time advance the session clock."""
         s = self._session(session_id)
@@ -203,26 +273,31 @@ class SessionProcessor:
         self._advance_window(s, p.session_id)
 
     def _on_AnswersSaved(self, p: ev.AnswersSavedPayload) -> None:
-        answers = {a.item_id: a.option for a in p.answers}
+        answers = {a["item_id"]: a["option"] for a in p.answers}
         scoring.check_answers(self.registry, p.section, answers)
         s, part = self._lab_event(p.session_id, p.nip)
         assert part is not None
         at = self._trigger.occurred_at
-        saved = part["autosave"].setdefault(p.section.value, {"answers": {}, "at": at.isoformat(), "event_ids": []})
-        eid = str(self._trigger.event_id)
-        if eid not in saved["event_ids"]:
-            if at >= _at(saved["at"]):
-                saved["answers"].update(answers)
-                saved["at"] = at.isoformat()
-            else:  # an older autosave arriving late must not overwrite newer answers
-                for item, option in answers.items():
-                    saved["answers"].setdefault(item, option)
-            saved["event_ids"].append(eid)
+        # Autosaves only stand in for a missing sheet: once the section's sheet is in, they are never read.
+        if p.section.value not in part["sheets"]:
+            saved = part["autosave"].setdefault(p.section.value, {"answers": "{}", "at": at.isoformat(), "event_ids": []})
+            eid = str(self._trigger.event_id)
+            if eid not in saved["event_ids"]:
+                merged = _unpack_answers(self.registry, {**saved, "section": p.section.value})
+                if at >= _at(saved["at"]):
+                    merged.update(answers)
+                    saved["at"] = at.isoformat()
+                else:  # an older autosave arriving late must not overwrite newer answers
+                    for item, option in answers.items():
+                        merged.setdefault(item, option)
+                saved.pop("layout", None)
+                saved.update(_pack_answers(merged, self._blueprint_of(s), p.section.value))
+                saved["event_ids"].append(eid)
         self._refresh(s, part)
         self._advance_window(s, p.session_id)
 
     def _on_SectionSubmitted(self, p: ev.SectionSubmittedPayload) -> None:
-        answers = {a.item_id: a.option for a in p.answers}
+        answers = {a["item_id"]: a["option"] for a in p.answers}
         scoring.check_answers(self.registry, p.section, answers)
         s, part = self._lab_event(p.session_id, p.nip)
         assert part is not None
@@ -231,7 +306,9 @@ class SessionProcessor:
         old = part["sheets"].get(p.section.value)
         # A section submitted twice: the later occurred_at wins (event id breaks ties, so replays agree).
         if old is None or (at, eid) > (_at(old["at"]), old["event_id"]):
-            part["sheets"][p.section.value] = {"answers": answers, "completion": p.completion, "at": at.isoformat(), "event_id": eid}
+            part["sheets"][p.section.value] = {**_pack_answers(answers, self._blueprint_of(s), p.section.value),
+                                               "completion": p.completion, "at": at.isoformat(), "event_id": eid}
+        part["autosave"].pop(p.section.value, None)
         self._refresh(s, part)
         self._advance_window(s, p.session_id)
 
@@ -391,6 +468,27 @@ class SessionProcessor:
     # Scoring
     # ----------------------------------------------------------------------------------------------
 
+    def _score_inputs(self, s: State, part: State, blueprint: Any, wanted: list[str]) -> str:
+        """A digest of everything a result is computed from: sheets and autosaves by their event ids (an
+        autosave's merged answers too: their merge depends on arrival), the schedule, the key and the policy."""
+        meta, sched = s["meta"], part["scheduled"]
+        sections: dict[str, Any] = {}
+        for sec in wanted:
+            if sec in part["sheets"]:
+                sheet = part["sheets"][sec]
+                sections[sec] = [sheet["event_id"], sheet["completion"], sheet["at"]]
+            elif sec in part["autosave"]:
+                saved = part["autosave"][sec]
+                sections[sec] = [saved["event_ids"], saved["at"], saved["answers"]]
+        return _digest({
+            "blueprint": [blueprint.blueprint_id, blueprint.version], "policy": self._policy_id,
+            "meta": [meta[k] for k in ("activity_id", "agency_id", "purpose", "event_id", "ends_at")],
+            "rescore": meta.get("rescore_event_id"),
+            "scheduled": [sched["event_id"], sched["tier"], sched["standard_levels"]],
+            "checkin": (part["checkin"] or {}).get("at"), "sections": sections,
+            "who": [part["nip"], part["session_id"]],
+        })
+
     def _maybe_score(self, s: State, part: State) -> None:
         meta, sched = s["meta"], part["scheduled"]
         if meta is None or sched is None or part["rescheduled_to"] or part["unscheduled"]:
@@ -402,6 +500,11 @@ class SessionProcessor:
         wanted = [sec.value for sec in blueprint.section_names]
         if not s["closed"] and not all(sec in part["sheets"] for sec in wanted):
             return
+        # Scoring is the costliest step, and a participant is looked at again on every later event of the
+        # session (its closing re-checks everyone): score again only when something scoring reads has changed.
+        inputs = self._score_inputs(s, part, blueprint, wanted)
+        if part["result"] and part["result"].get("inputs") == inputs:
+            return
         sheets: dict[Section, scoring.Sheet] = {}
         provenance = {meta["event_id"], sched["event_id"]}
         if meta.get("rescore_event_id"):
@@ -411,14 +514,14 @@ class SessionProcessor:
         for sec in wanted:
             if sec in part["sheets"]:
                 sheet = part["sheets"][sec]
-                sheets[Section(sec)] = scoring.Sheet(sheet["answers"], sheet["completion"])
+                sheets[Section(sec)] = scoring.Sheet(_unpack_answers(self.registry, {**sheet, "section": sec}), sheet["completion"])
                 provenance.add(sheet["event_id"])
                 times.append(sheet["at"])
                 if sheet["completion"] == "timed_out":
                     flags.add("timed_out")
             elif sec in part["autosave"]:
                 saved = part["autosave"][sec]
-                sheets[Section(sec)] = scoring.Sheet(saved["answers"], "autosave")
+                sheets[Section(sec)] = scoring.Sheet(_unpack_answers(self.registry, {**saved, "section": sec}), "autosave")
                 provenance.update(saved["event_ids"])
                 times.append(saved["at"])
                 flags.add("scored_from_autosave")
@@ -449,9 +552,10 @@ class SessionProcessor:
         digest = _digest(body)
         previous = part["result"]
         if previous and previous["digest"] == digest:
+            previous["inputs"] = inputs
             return
         version = (previous["version"] if previous else 0) + 1
-        part["result"] = {"version": version, "digest": digest}
+        part["result"] = {"version": version, "digest": digest, "inputs": inputs}
         self._out.append(ev.new_event(
             ev.ParticipantScored, lab_id=PIPELINE_ID, occurred_at=self._trigger.occurred_at,
             event_id=ev.derived_id("scored", body["result_id"], version), payload={**body, "result_version": version},

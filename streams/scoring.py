@@ -74,9 +74,23 @@ class ScoringPolicy(BaseModel):
 # --------------------------------------------------------------------------------------------------
 
 
+_allowed: dict[tuple[int, Section], tuple[BlueprintRegistry, dict[str, frozenset[str]]]] = {}
+
+
 def check_answers(registry: BlueprintRegistry, section: Section, answers: Answers) -> None:
-    """Reject a sheet that names items or options the bank does not have: a wrong key cannot be scored."""
+    """Reject a sheet that names items or options the bank does not have: a wrong key cannot be scored.
+
+    Items already seen valid in this section are checked against a memo of their options (this runs for
+    every answer of the day); anything else goes through the registry and, when wrong, says why.
+    """
+    cached = _allowed.get((id(registry), section))
+    if cached is None or cached[0] is not registry:
+        cached = _allowed[(id(registry), section)] = (registry, {})
+    allowed = cached[1]
     for item_id, option in answers.items():
+        options = allowed.get(item_id)
+        if options is not None and (option is None or option in options):
+            continue
         found = registry.find_item(item_id)
         if found is None:
             raise Rejected(Reason.UNKNOWN_ITEM, f"item {item_id!r} is not in any loaded blueprint")
@@ -84,6 +98,7 @@ def check_answers(registry: BlueprintRegistry, section: Section, answers: Answer
             raise Rejected(Reason.UNKNOWN_ITEM, f"item {item_id!r} belongs to {found[0].value}, not {section.value}")
         if option is not None and option not in found[2].options:
             raise Rejected(Reason.UNKNOWN_OPTION, f"item {item_id!r} has no option {option!r}")
+        allowed[item_id] = frozenset(found[2].options)
 
 
 def _weight(options: Mapping[str, float], option: str | None) -> float:
@@ -112,33 +127,64 @@ class SectionOutcome:
     competencies: dict[Competency, tuple[float, float]] = field(default_factory=dict)  # raw, max
 
 
+@dataclass(frozen=True)
+class _SectionPlan:
+    """A section's key flattened once: the worker scores every sheet against it (docs/benchmarks.md)."""
+
+    subtests: tuple[tuple[str, tuple[tuple[str, Mapping[str, float], Competency | None], ...], float], ...]
+    competency_max: dict[Competency, float]
+    items: int
+
+
+_plans: dict[int, tuple[SectionSpec, _SectionPlan]] = {}
+
+
+def _plan(spec: SectionSpec) -> _SectionPlan:
+    cached = _plans.get(id(spec))
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    subtests = []
+    comp_max: dict[Competency, float] = {}
+    for sub in spec.subtests:
+        sub_max = 0.0
+        for item in sub.items:  # the same additions in the same order as scoring one by one: same floats
+            sub_max += item.max_weight
+            if item.competency is not None:
+                comp_max[item.competency] = comp_max.get(item.competency, 0.0) + item.max_weight
+        subtests.append((sub.code, tuple((i.item_id, i.options, i.competency) for i in sub.items), sub_max))
+    plan = _SectionPlan(tuple(subtests), comp_max, len(spec.items))
+    _plans[id(spec)] = (spec, plan)
+    return plan
+
+
 def score_section(spec: SectionSpec, answers: Answers, completion: str) -> SectionOutcome:
     """Score one section's sheet: sum of chosen option weights, overall, per sub-test and per competency."""
+    plan = _plan(spec)
     raw_total = max_total = 0.0
     answered = 0
     subtests: dict[str, tuple[float, int]] = {}
-    comp: dict[Competency, list[float]] = {}
-    for sub in spec.subtests:
-        sub_raw = sub_max = 0.0
-        for item in sub.items:
-            option = answers.get(item.item_id)
-            w = _weight(item.options, option)
-            answered += option is not None
+    comp_raw: dict[Competency, float] = {c: 0.0 for c in plan.competency_max}
+    for code, items, sub_max in plan.subtests:
+        sub_raw = 0.0
+        for item_id, options, competency in items:
+            option = answers.get(item_id)
+            if option is None:
+                w = 0.0
+            else:
+                answered += 1
+                w = options.get(option, 0.0)  # an option the current key no longer has scores 0
             sub_raw += w
-            sub_max += item.max_weight
-            if item.competency is not None:
-                acc = comp.setdefault(item.competency, [0.0, 0.0])
-                acc[0] += w
-                acc[1] += item.max_weight
+            if competency is not None:
+                comp_raw[competency] += w
         sub_score = percent(sub_raw, sub_max)
-        subtests[sub.code] = (sub_score, level_for(sub_score, spec.cut_scores))
+        subtests[code] = (sub_score, level_for(sub_score, spec.cut_scores))
         raw_total += sub_raw
         max_total += sub_max
     score = percent(raw_total, max_total)
     return SectionOutcome(
         section=spec.section, score=score, level=level_for(score, spec.cut_scores), answered=answered,
-        items=len(spec.items), completion=completion, subtests=subtests,
-        competencies={c: (v[0], v[1]) for c, v in comp.items()},
+        items=plan.items, completion=completion, subtests=subtests,
+        competencies={c: (comp_raw[c], plan.competency_max[c]) for c in plan.competency_max},
     )
 
 

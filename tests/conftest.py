@@ -154,7 +154,7 @@ class StoreCases:
         first = self.snapshot(store)
         assert {name: len(rows) for name, rows in first.items()} == {
             "results": 2, "competency_results": 18, "section_scores": 6, "attendance": 2,
-            "session_summaries": 1, "deadletters": 2, "siasn_outbox": 2}
+            "session_summaries": 1, "deadletters": 2, "siasn_outbox": 2, "participants": 2}
         store.write_batch(batch)
         assert self.snapshot(store) == first
         for e in batch:  # a replay in other batch boundaries, one event at a time, changes nothing either
@@ -226,6 +226,22 @@ class StoreCases:
             first.event_id)
         assert store.summary()["deadletters"] == 3
 
+    def participants_follow_the_latest_event(self, store: ResultsStore) -> None:
+        store.write_batch([self.attendance(NIP_A, "scheduled", T0)])
+        assert [(r["nip"], r["agency_id"], r["position_tier"]) for r in self.snapshot(store)["participants"]] == [
+            (NIP_A, "AG-KEMENKEU", None)]
+        moved = self.attendance(NIP_A, "checked_in", T0 + timedelta(days=30), agency_id="AG-KEMENDAGRI",
+                                session="S-SBY-09", activity="ACT-2026-12")
+        older = self.attendance(NIP_A, "no_show", T0 - timedelta(days=30), agency_id="AG-OLD", session="S-OLD")
+        store.write_batch([self.scored(NIP_A, 1)])  # the tier comes with the result
+        store.write_batch([moved])
+        store.write_batch([older])  # an older fact arriving late changes nothing
+        rows = self.snapshot(store)["participants"]
+        assert [(r["nip"], r["agency_id"], r["position_tier"]) for r in rows] == [
+            (NIP_A, "AG-KEMENDAGRI", "administrator")]
+        stored = rows[0]["last_seen_at"]
+        assert (stored if stored.tzinfo else stored.replace(tzinfo=UTC)) == T0 + timedelta(days=30)
+
     def summary_numbers(self, store: ResultsStore) -> None:
         assert store.summary() == {
             "participants_scheduled": 0, "participants_checked_in": 0, "no_shows": 0, "rescheduled": 0,
@@ -256,7 +272,7 @@ def store_cases() -> StoreCases:
 #: The store scenarios every backend runs (methods of StoreCases taking the store).
 STORE_SCENARIOS = ["redelivered_batch_changes_nothing", "higher_version_supersedes_and_both_are_kept",
                    "attendance_keeps_the_latest_occurred_at", "session_summary_keeps_the_latest",
-                   "deadletters_dedupe_by_source_offset", "summary_numbers"]
+                   "deadletters_dedupe_by_source_offset", "participants_follow_the_latest_event", "summary_numbers"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -297,6 +313,7 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     with EmbeddedBroker("127.0.0.1", free_port(), log_path=log_path) as broker:
         # Field names work as keyword arguments (populate_by_name) and win over the environment; the
         # embedded broker is plaintext, so any SASL/TLS settings from the environment are dropped too.
-        settings = broker.settings(Settings(kafka_bootstrap_servers=broker.bootstrap))
+        settings = broker.settings(Settings(kafka_bootstrap_servers=broker.bootstrap,
+                                            lab_spool_path=log_path.parent / "lab-spool.db"))
         asyncio.run(ensure_topics(settings))
         yield settings

@@ -24,7 +24,7 @@ def checked_in_json() -> dict[str, object]:
 
 
 def test_every_event_type_has_a_key_and_a_topic() -> None:
-    assert len(ev.EVENT_TYPES) == len(ev.ALL_EVENTS) == 15
+    assert len(ev.EVENT_TYPES) == len(ev.ALL_EVENTS) == 16
     assert all(cls.topic and cls.key_field for cls in ev.ALL_EVENTS)
 
 

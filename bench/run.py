@@ -1,0 +1,485 @@
+"""``make bench`` (``python -m bench.run``): a national exam day replayed through one worker into PostgreSQL.
+
+Phases, all in one run on a broker and database of its own:
+
+1. generate N participants (full CACT sheets, one batched autosave per section) and load them into the broker,
+   packed per session into ``EventBatch`` messages as a lab's spool flush would send them;
+2. the limit: a raw aiokafka consumer reads and JSON-decodes the same topics, nothing else;
+3. throughput: one worker processes the day into PostgreSQL, timed from its first processed event to the
+   moment the last result is visible in the store; the worker's peak RSS (VmHWM) is sampled meanwhile;
+4. latency: new sessions are released at ``--paced-rate`` participants per second; latency is the time from
+   sending the message holding a participant's last ``SectionSubmitted`` to their result being visible in
+   the store (polled every 20 ms, so an upper bound).
+
+Results go to ``bench/results/latest.json`` and a row is appended to ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import create_engine, text
+
+from bench.generator import BenchDay, DayGenerator
+from schemas import topics
+from schemas.blueprint import BlueprintRegistry
+from schemas.settings import Settings
+from streams.broker import EmbeddedBroker, free_port
+from streams.demo import WorkerProcess
+from streams.kafka import client_kwargs, end_offsets, ensure_topics, partition_counts
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+PG_ADMIN_URL = os.environ.get("CACT_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+FLOORS = {"participants_per_s": 1000.0, "p99_latency_ms": 1000.0, "worker_peak_rss_mb": 500.0}
+INPUT_NAMES = [t.name for t in topics.INPUT_TOPICS]
+Message = tuple[str, str, bytes]  # topic, key, value
+
+
+# ------------------------------------------------------------------------------------------------
+# Messages
+# ------------------------------------------------------------------------------------------------
+
+def day_messages(day: BenchDay, batch: int) -> list[Message]:
+    """The schedule first (it exists the day before), then each session's lab events, in EventBatches."""
+    out: list[Message] = []
+    for session in day.sessions:
+        out.extend(_pack(session.schedule, batch))
+    for session in day.sessions:
+        out.extend(_pack(session.lab_events(), batch))
+    return out
+
+
+def _pack(events: list[dict[str, Any]], batch: int) -> Iterable[Message]:
+    from schemas.events import EVENT_TYPES
+
+    if batch > 1:
+        from producers.batching import batch_events
+
+        return batch_events(events, max_events=batch)
+    # One event per message: the baseline the batches are measured against (runs on code without EventBatch).
+
+    return [(EVENT_TYPES[e["event_type"]].topic.name,
+             str(e["payload"][EVENT_TYPES[e["event_type"]].key_field]), orjson.dumps(e)) for e in events]
+
+
+async def produce(settings: Settings, messages: Sequence[Message], advance: Callable[[int], None]) -> None:
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20, max_request_size=4 << 20,
+                                **client_kwargs(settings))
+    await producer.start()
+    try:
+        for start in range(0, len(messages), 500):
+            chunk = messages[start:start + 500]
+            futures = [await producer.send(t, key=k.encode(), value=v) for t, k, v in chunk]
+            await asyncio.gather(*futures)
+            advance(len(chunk))
+    finally:
+        await producer.stop()
+
+
+def count_answers(value: bytes) -> tuple[int, int]:
+    """(events, answers) in one message, from its JSON: what the raw consumer and the worker both count."""
+    data = orjson.loads(value)
+    inner = data["payload"]["events"] if data.get("event_type") == "EventBatch" else [data]
+    return len(inner), sum(len(e["payload"].get("answers", ())) for e in inner)
+
+
+async def raw_consume(settings: Settings, advance: Callable[[int], None]) -> dict[str, float]:
+    """The limit: read every input message from the start and JSON-decode it; no validation, no state."""
+    counts = await partition_counts(settings, INPUT_NAMES)
+    tps = [TopicPartition(t, p) for t in INPUT_NAMES for p in range(counts[t])]
+    ends = await end_offsets(settings, tps)
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=64 << 20, **client_kwargs(settings))
+    await consumer.start()
+    messages = events = answers = 0
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        started = time.perf_counter()
+        done = {tp for tp in tps if ends[tp] == 0}
+        while len(done) < len(tps):
+            fetched = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, batch in fetched.items():
+                for m in batch:
+                    e, a = count_answers(m.value)
+                    events += e
+                    answers += a
+                    if m.offset + 1 >= ends[tp]:
+                        done.add(tp)
+                messages += len(batch)
+                advance(len(batch))
+        seconds = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+    return {"seconds": seconds, "messages": messages, "events": events, "answers": answers}
+
+
+# ------------------------------------------------------------------------------------------------
+# Watching the worker and the store
+# ------------------------------------------------------------------------------------------------
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water RSS (VmHWM): the kernel keeps the peak, so sampling cannot miss it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process: a figure the other load on a shared machine does not inflate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_metrics(port: int, prefixes: Sequence[str]) -> dict[str, float]:
+    """Sums of the worker's Prometheus series starting with each prefix (all 0 while it is not up)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            body = r.read().decode()
+    except OSError:
+        return {p: 0.0 for p in prefixes}
+    lines = [line for line in body.splitlines() if not line.startswith("#")]
+    return {p: sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(p)) for p in prefixes}
+
+
+def events_in(port: int) -> float:
+    """cact_events_in_total summed over event types: above 0 once the worker has processed an event."""
+    return worker_metrics(port, ["cact_events_in_total{"])["cact_events_in_total{"]
+
+
+class ResultWatcher(threading.Thread):
+    """Polls the store for new results of one activity and records when each NIP's result first appears."""
+
+    def __init__(self, url: str, activity_id: str, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.engine = create_engine(url)
+        self.activity_id, self.interval = activity_id, interval
+        self.seen: dict[str, float] = {}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        since = datetime(2000, 1, 1, tzinfo=UTC)
+        query = text("SELECT nip, created_at FROM results WHERE activity_id = :a AND created_at >= :since")
+        with self.engine.connect() as conn:
+            while not self._halt.is_set():
+                rows = conn.execute(query, {"a": self.activity_id, "since": since}).all()
+                conn.commit()
+                now = time.time()
+                for nip, created in rows:
+                    self.seen.setdefault(nip, now)
+                    # Rows are created before their transaction commits; 10 s covers any batch in flight.
+                    since = max(since, created - timedelta(seconds=10))
+                time.sleep(self.interval)
+        self.engine.dispose()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, check: Callable[[], None]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------------
+
+def create_database(stack: ExitStack) -> str:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    stack.callback(drop)
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    registry = BlueprintRegistry.from_dir(None)
+    blueprint = registry.get("cact-full")
+    assert blueprint is not None
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cact-bench-")))
+        broker = EmbeddedBroker(log_path=work / "broker.log").start()
+        stack.callback(broker.stop)
+        db_url = create_database(stack)
+        settings = broker.settings(Settings(
+            database_url=db_url, app_id=f"bench-{uuid.uuid4().hex[:6]}", data_dir=work / "worker",
+            worker_web_port=free_port(), topic_partitions=args.partitions,
+            **({"batch_max": args.batch_max} if args.batch_max else {})))
+        asyncio.run(ensure_topics(settings))
+        console.print(f"[green]✓[/] broker on {broker.bootstrap}, PostgreSQL database {db_url.rsplit('/', 1)[1]}")
+
+        progress = stack.enter_context(Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                                TimeElapsedColumn(), console=console))
+        task = progress.add_task("generating the exam day", total=2)
+        generator = DayGenerator(blueprint, seed=args.seed)
+        day = generator.day(args.participants, prefix="B", activity_id="ACT-BENCH")
+        progress.advance(task)
+        paced_n = int(args.paced_rate * args.paced_seconds)
+        paced = generator.day(paced_n, prefix="P", activity_id="ACT-PACED")
+        messages = day_messages(day, args.batch)
+        progress.advance(task)
+
+        task = progress.add_task("loading the day into the broker", total=len(messages))
+        asyncio.run(produce(settings, messages, lambda n: progress.advance(task, n)))
+
+        task = progress.add_task("raw aiokafka consume + decode (the limit)", total=len(messages))
+        raw = asyncio.run(raw_consume(settings, lambda n: progress.advance(task, n)))
+
+        worker = WorkerProcess(settings, work / "worker.log")
+        stack.callback(worker.stop)
+        watcher = ResultWatcher(db_url, day.activity_id, interval=0.1)
+        profiler = None
+        if args.profile:
+            profiler = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                                         "record", "--pid", str(worker.proc.pid), "--rate", "100", "--format", "raw",
+                                         "--nonblocking", "-o", str(args.profile)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        task = progress.add_task("worker: waiting for its first event", total=None)
+        wait_for(lambda: events_in(settings.worker_web_port) > 0, 120, "the worker's first event", worker.check)
+        first = time.time()
+        cpu_first = cpu_seconds(worker.proc.pid)
+        watcher.start()
+        progress.update(task, description="worker: results in PostgreSQL", total=day.participants)
+        while len(watcher.seen) < day.participants:
+            worker.check()
+            progress.update(task, completed=len(watcher.seen))
+            if time.time() - first > args.timeout:
+                raise TimeoutError(f"only {len(watcher.seen)} of {day.participants} results after {args.timeout} s")
+            time.sleep(0.1)
+        last = max(watcher.seen.values())
+        cpu_day = cpu_seconds(worker.proc.pid) - cpu_first
+        progress.update(task, completed=len(watcher.seen))
+        watcher.stop()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(30)
+        rss_after_day = peak_rss_mb(worker.proc.pid)
+        inside = worker_metrics(settings.worker_web_port, ["cact_batch_seconds_sum", "cact_batch_seconds_count",
+                                                           "cact_sink_batch_seconds_sum", "cact_sink_batch_seconds_count",
+                                                           "cact_state_writes_total", "cact_events_out_total{"])
+        seconds = last - first
+
+        latencies = paced_phase(settings, db_url, paced, args, progress, worker.check)
+        rss = peak_rss_mb(worker.proc.pid)
+        progress.stop()
+
+    p50 = statistics.median(latencies)
+    p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98] if len(latencies) > 1 else latencies[0]
+    answers_per_s = day.answers / seconds
+    raw_answers_per_s = raw["answers"] / raw["seconds"]
+    result: dict[str, Any] = {
+        "commit": git_commit(), "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+        "participants": day.participants, "answers": day.answers, "messages": len(messages),
+        "events_per_message": round(raw["events"] / raw["messages"], 1), "partitions": args.partitions,
+        "seconds": round(seconds, 2),
+        "participants_per_s": round(day.participants / seconds, 1),
+        "answers_per_s": round(answers_per_s),
+        "raw_consume_seconds": round(raw["seconds"], 2),
+        "raw_consume_answers_per_s": round(raw_answers_per_s),
+        "raw_consume_messages_per_s": round(raw["messages"] / raw["seconds"]),
+        "ratio_to_raw": round(answers_per_s / raw_answers_per_s, 3),
+        "paced_rate": args.paced_rate, "paced_participants": paced.participants,
+        "p50_latency_ms": round(p50 * 1000, 1), "p99_latency_ms": round(p99 * 1000, 1),
+        "max_latency_ms": round(max(latencies) * 1000, 1),
+        "worker_cpu_ms_per_participant": round(cpu_day * 1000 / day.participants, 2),
+        "worker_peak_rss_mb": round(rss, 1), "worker_rss_after_day_mb": round(rss_after_day, 1),
+        "worker_inside": {  # from the worker's /metrics after the day: where its time went
+            "process_batches": int(inside["cact_batch_seconds_count"]),
+            "process_seconds": round(inside["cact_batch_seconds_sum"], 2),
+            "sink_batches": int(inside["cact_sink_batch_seconds_count"]),
+            "sink_write_seconds": round(inside["cact_sink_batch_seconds_sum"], 2),
+            "state_writes": int(inside["cact_state_writes_total"]),
+            "events_out": int(inside["cact_events_out_total{"]),
+        },
+    }
+    result["floors"] = {
+        "participants_per_s >= 1000": result["participants_per_s"] >= FLOORS["participants_per_s"],
+        "p99_latency_ms <= 1000": result["p99_latency_ms"] <= FLOORS["p99_latency_ms"],
+        "worker_peak_rss_mb <= 500": result["worker_peak_rss_mb"] <= FLOORS["worker_peak_rss_mb"],
+    }
+    return result
+
+
+def paced_phase(settings: Settings, db_url: str, day: BenchDay, args: argparse.Namespace, progress: Progress,
+                check: Callable[[], None]) -> list[float]:
+    """Release participants at a steady rate; return each one's latency (s) from send to stored result.
+
+    The schedule goes first (it exists the day before). Then every tick releases the next participants:
+    their lab events, with the check-ins of their whole room the first time the room is touched (everyone
+    checks in before the first section starts). A tick's events go out as one EventBatch per session.
+    """
+    schedule = [m for s in day.sessions for m in _pack(s.schedule, args.batch)]
+    asyncio.run(produce(settings, schedule, lambda n: None))
+    engine = create_engine(db_url)
+    with engine.connect() as conn:  # the schedule is processed (attendance rows exist) before the clock starts
+        wait_for(lambda: conn.execute(text("SELECT count(*) FROM attendance WHERE activity_id = :a"),
+                                      {"a": day.activity_id}).scalar_one() >= day.participants,
+                 120, "the paced schedule", check)
+    engine.dispose()
+
+    tick = 0.05
+    per_tick = args.paced_rate * tick
+    queue: list[tuple[Any, list[dict[str, Any]]]] = []
+    for session in day.sessions:
+        checkins = [s[0] for s in session.sittings]
+        for i, sitting in enumerate(session.sittings):
+            queue.append((session, (checkins if i == 0 else []) + sitting[1:]))
+    nips = [sitting[-1]["payload"]["nip"] for _, sitting in queue]
+    sent_at: dict[str, float] = {}
+    watcher = ResultWatcher(db_url, day.activity_id)
+    watcher.start()
+    task = progress.add_task(f"paced: {args.paced_rate:g} participants/s finishing", total=len(queue))
+
+    async def pace() -> None:
+        producer = AIOKafkaProducer(acks="all", linger_ms=0, max_request_size=4 << 20, **client_kwargs(settings))
+        await producer.start()
+        try:
+            start = time.monotonic()
+            released = 0
+            n = 0
+            while released < len(queue):
+                n += 1
+                upto = min(len(queue), round(n * per_tick))
+                by_session: dict[str, list[dict[str, Any]]] = {}
+                for _session, events in queue[released:upto]:
+                    by_session.setdefault(events[-1]["payload"]["session_id"], []).extend(events)
+                now = time.time()
+                futures = []
+                for events in by_session.values():
+                    for t, k, v in _pack(events, args.batch):
+                        futures.append(await producer.send(t, key=k.encode(), value=v))
+                for nip in nips[released:upto]:
+                    sent_at[nip] = now
+                await asyncio.gather(*futures)
+                progress.advance(task, upto - released)
+                released = upto
+                await asyncio.sleep(max(0.0, start + n * tick - time.monotonic()))
+        finally:
+            await producer.stop()
+
+    asyncio.run(pace())
+    wait_for(lambda: len(watcher.seen) >= len(queue), 120, "the paced results", check)
+    watcher.stop()
+    return [watcher.seen[nip] - sent_at[nip] for nip in nips]
+
+
+# ------------------------------------------------------------------------------------------------
+# Reporting
+# ------------------------------------------------------------------------------------------------
+
+def render(result: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"make bench — {result['participants']:,} participants, commit {result['commit']}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("floor", justify="right")
+    floors = {"participants_per_s": "≥ 1,000", "p99_latency_ms": "≤ 1,000", "worker_peak_rss_mb": "≤ 500"}
+    for key in ("participants_per_s", "worker_cpu_ms_per_participant", "answers_per_s", "raw_consume_answers_per_s", "ratio_to_raw", "p50_latency_ms",
+                "p99_latency_ms", "worker_peak_rss_mb", "seconds", "messages", "events_per_message"):
+        value = result[key]
+        table.add_row(key, f"{value:,}" if isinstance(value, (int, float)) else str(value), floors.get(key, ""))
+    console.print(table)
+    for name, ok in result["floors"].items():
+        console.print(f"{'[green]✓' if ok else '[red]✗'}[/] {name}")
+
+
+DOC_HEADER = """
+## Runs
+
+Appended by `make bench` (one worker, broker and PostgreSQL on the same machine).
+
+| date (UTC) | commit | participants | participants/s | worker CPU ms/participant | answers/s | raw answers/s | ratio to raw | p50 ms | p99 ms | peak RSS MB | floors met |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+"""
+
+
+def append_doc(result: dict[str, Any], path: Path = DOC) -> None:
+    text_ = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    if "\n## Runs\n" not in text_:
+        text_ = text_.rstrip("\n") + "\n" + DOC_HEADER
+    met = "yes" if all(result["floors"].values()) else "no: " + ", ".join(k for k, v in result["floors"].items() if not v)
+    row = (f"| {result['at'][:16].replace('T', ' ')} | {result['commit']} | {result['participants']:,} | "
+           f"{result['participants_per_s']:,} | {result.get('worker_cpu_ms_per_participant', '')} | {result['answers_per_s']:,} | {result['raw_consume_answers_per_s']:,} | "
+           f"{result['ratio_to_raw']} | {result['p50_latency_ms']} | {result['p99_latency_ms']} | "
+           f"{result['worker_peak_rss_mb']} | {met} |\n")
+    path.write_text(text_.rstrip("\n") + "\n" + row, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--participants", type=int, default=10_000)
+    parser.add_argument("--paced-rate", type=float, default=200.0, help="participants finishing per second")
+    parser.add_argument("--paced-seconds", type=float, default=15.0)
+    parser.add_argument("--batch", type=int, default=50, help="events per EventBatch message (1: one per message)")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch-max", type=int, default=None, help="the worker's CACT_BATCH_MAX (default: its own)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the worker's day phase into this file")
+    parser.add_argument("--no-doc", action="store_true", help="do not append to docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    console = Console()
+    result = run(args, console)
+    render(result, console)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if not args.no_doc:
+        append_doc(result)
+    console.print(f"wrote {args.output}" + ("" if args.no_doc else f" and appended to {DOC.relative_to(ROOT)}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

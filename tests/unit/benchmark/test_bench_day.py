@@ -1,0 +1,69 @@
+"""The benchmark's own parts: its fast exam day must be a valid day, and its report must be appended, not lost.
+
+The generator skips pydantic for speed, so these tests put its output through the worker's decoder and processor:
+a benchmark of events the worker would dead-letter, or of participants it would not score, would measure nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.generator import DayGenerator
+from bench.run import DOC_HEADER, append_doc, count_answers, day_messages
+from schemas import events as ev
+from schemas.blueprint import BlueprintRegistry
+from schemas.decode import Rejected, decode_event, unpack
+from streams.processor import SessionProcessor
+from streams.scoring import ScoringPolicy
+
+
+@pytest.fixture(scope="module")
+def registry() -> BlueprintRegistry:
+    return BlueprintRegistry.from_dir()
+
+
+@pytest.mark.parametrize("batch", [1, 50])
+def test_every_generated_event_is_accepted_and_every_participant_is_scored(registry: BlueprintRegistry,
+                                                                            batch: int) -> None:
+    day = DayGenerator(registry.get("cact-full"), seed=3).day(65)  # type: ignore[arg-type]
+    processor = SessionProcessor(registry, ScoringPolicy(), {}, {})
+    scored: dict[str, ev.ParticipantScored] = {}
+    answers = 0
+    messages = day_messages(day, batch)
+    for topic, key, raw in messages:
+        for _index, e in unpack(decode_event(raw, topic=topic), topic=topic):
+            assert not isinstance(e, Rejected), e
+            assert e.key() == key
+            answers += len(getattr(e.payload, "answers", ()))
+            scored |= {o.payload.nip: o for o in processor.handle(e) if isinstance(o, ev.ParticipantScored)}
+    assert len(scored) == day.participants == 65
+    assert answers == day.answers == sum(count_answers(raw)[1] for _, _, raw in messages)
+    assert all(len(r.payload.sections) == 3 and not r.payload.flags for r in scored.values())
+    assert len({r.payload.nip for r in scored.values()}) == 65
+
+
+def test_results_are_appended_to_the_doc_under_one_header(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nWhat the profile showed.\n", encoding="utf-8")
+    result = {"at": "2026-11-23T10:00:00+00:00", "commit": "abc1234", "participants": 10000,
+              "participants_per_s": 512.3, "answers_per_s": 356000, "raw_consume_answers_per_s": 2500000,
+              "ratio_to_raw": 0.142, "p50_latency_ms": 210.0, "p99_latency_ms": 640.5, "worker_peak_rss_mb": 300.1,
+              "floors": {"participants_per_s >= 1000": False, "p99_latency_ms <= 1000": True}}
+    append_doc(result, doc)
+    append_doc({**result, "commit": "def5678"}, doc)
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmarks\n\nWhat the profile showed.\n")
+    assert text.count(DOC_HEADER.strip()) == 1
+    rows = [line for line in text.splitlines() if line.startswith("| 2026-11-23")]
+    assert [r.split(" | ")[1] for r in rows] == ["abc1234", "def5678"]
+    assert "| 512.3 |" in rows[0] and "no: participants_per_s >= 1000" in rows[0]
+
+
+def test_count_answers_reads_plain_events_and_batches() -> None:
+    plain = {"event_type": "SectionSubmitted", "payload": {"answers": [{"item_id": "a", "option": "A"}] * 3}}
+    batch = {"event_type": "EventBatch", "payload": {"events": [plain, {"event_type": "SectionStarted", "payload": {}}]}}
+    assert count_answers(orjson.dumps(plain)) == (1, 3)
+    assert count_answers(orjson.dumps(batch)) == (2, 3)

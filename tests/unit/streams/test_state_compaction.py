@@ -1,0 +1,138 @@
+"""Participant state kept small and scoring done once: what the benchmark needed, without changing results.
+
+Sheets are most of a participant's state, which the worker copies, writes to the changelog and keeps in memory
+for every participant of the day; so a sheet is stored as one character per blueprint item (JSON when an option
+is longer), autosaves are dropped once the section's sheet is in, and a participant is scored again only when
+something scoring reads has changed. Each test checks a result against an independent computation or against
+the same events processed the plain way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from schemas import events as ev
+from schemas.blueprint import BlueprintRegistry
+from schemas.decode import decode_event
+from schemas.domain import Section
+from streams import processor as proc_mod
+from streams import scoring
+from streams.processor import SessionProcessor
+from streams.scoring import ScoringPolicy
+
+WITA = timezone(timedelta(hours=8))
+START = datetime(2026, 11, 3, 8, 0, tzinfo=WITA)
+NIP = "199001012015031001"
+
+
+@pytest.fixture(scope="module")
+def registry() -> BlueprintRegistry:
+    return BlueprintRegistry.from_dir()
+
+
+def run(p: SessionProcessor, events: list[ev.Event]) -> list[ev.Event]:
+    out: list[ev.Event] = []
+    for e in events:
+        out += p.handle(decode_event(e.to_bytes()))
+    return out
+
+
+def at(cls: type[ev.Event], minutes: float, **payload: Any) -> ev.Event:
+    return ev.new_event(cls, lab_id="kanreg-iv-makassar", occurred_at=START + timedelta(minutes=minutes),
+                        payload={"session_id": "S1", **payload})
+
+
+def schedule() -> list[ev.Event]:
+    return [at(ev.SessionScheduled, -1440, activity_id="A1", agency_id="pemkot-makassar", starts_at=START,
+               checkin_closes_at=START + timedelta(minutes=30), ends_at=START + timedelta(hours=3),
+               blueprint_id="mansoskul-only", purpose="mapping"),
+            at(ev.ParticipantScheduled, -1440, nip=NIP, name="Dewi", position_tier="administrator")]
+
+
+def mixed_sheet(registry: BlueprintRegistry) -> dict[str, str | None]:
+    """Every kind of answer: each option label, blanks, and items left out of the sheet."""
+    spec = registry.get("mansoskul-only").section(Section.MANSOSKUL)  # type: ignore[union-attr]
+    out: dict[str, str | None] = {}
+    for n, item in enumerate(spec.items):
+        if n % 11 == 5:
+            continue
+        labels = sorted(item.options)
+        out[item.item_id] = None if n % 7 == 3 else labels[n % len(labels)]
+    return out
+
+
+def submitted(answers: dict[str, str | None], minutes: float = 100) -> ev.Event:
+    return at(ev.SectionSubmitted, minutes, nip=NIP, section="mansoskul", completion="submitted",
+              answers=[{"item_id": k, "option": v} for k, v in answers.items()])
+
+
+def participant(p: SessionProcessor) -> dict[str, Any]:
+    return p.participants[f"S1/{NIP}"]
+
+
+def test_a_sheet_is_kept_as_one_character_per_item_and_scores_as_the_raw_answers(registry: BlueprintRegistry) -> None:
+    answers = mixed_sheet(registry)
+    p = SessionProcessor(registry, ScoringPolicy(), {}, {})
+    (res,) = [o for o in run(p, schedule() + [at(ev.ParticipantCheckedIn, 0, nip=NIP), submitted(answers)])
+              if isinstance(o, ev.ParticipantScored)]
+    stored = participant(p)["sheets"]["mansoskul"]
+    spec = registry.get("mansoskul-only").section(Section.MANSOSKUL)  # type: ignore[union-attr]
+    assert isinstance(stored["answers"], str) and len(stored["answers"]) == len(spec.items)
+    assert stored["layout"] == ["mansoskul-only", registry.get("mansoskul-only").version]  # type: ignore[union-attr]
+    direct = scoring.score_section(spec, answers, "submitted")
+    (section,) = res.payload.sections
+    assert (section.score, section.answered) == (direct.score, direct.answered)
+    assert section.answered == sum(v is not None for v in answers.values()) < len(spec.items)
+
+
+def test_a_sheet_that_arrives_before_its_schedule_is_kept_as_json_and_scores_the_same(registry: BlueprintRegistry) -> None:
+    answers = mixed_sheet(registry)
+    lab, plan = [at(ev.ParticipantCheckedIn, 0, nip=NIP), submitted(answers)], schedule()
+    early, late = SessionProcessor(registry, ScoringPolicy(), {}, {}), SessionProcessor(registry, ScoringPolicy(), {}, {})
+    first = [o for o in run(early, lab + plan) if isinstance(o, ev.ParticipantScored)]
+    second = [o for o in run(late, plan + lab) if isinstance(o, ev.ParticipantScored)]
+    assert "layout" not in participant(early)["sheets"]["mansoskul"]
+    assert "layout" in participant(late)["sheets"]["mansoskul"]
+    assert first[-1].payload == second[-1].payload
+
+
+def test_state_written_before_packing_still_scores_the_same(registry: BlueprintRegistry) -> None:
+    answers = mixed_sheet(registry)
+    p = SessionProcessor(registry, ScoringPolicy(), {}, {})
+    (res,) = [o for o in run(p, schedule() + [at(ev.ParticipantCheckedIn, 0, nip=NIP), submitted(answers)])
+              if isinstance(o, ev.ParticipantScored)]
+    part = participant(p)
+    part["sheets"]["mansoskul"] = {k: v for k, v in part["sheets"]["mansoskul"].items() if k != "layout"}
+    part["sheets"]["mansoskul"]["answers"] = dict(answers)  # the old layout: a dict per sheet
+    part["result"] = None
+    (again,) = [o for o in run(p, [at(ev.SessionClosed, 180)]) if isinstance(o, ev.ParticipantScored)]
+    assert again.payload.model_dump(exclude={"result_version"}) == res.payload.model_dump(exclude={"result_version"})
+
+
+def test_closing_the_session_does_not_score_unchanged_participants_again(registry: BlueprintRegistry,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = scoring.score_participant
+    monkeypatch.setattr(proc_mod.scoring, "score_participant", lambda *a, **kw: calls.append("x") or real(*a, **kw))
+    p = SessionProcessor(registry, ScoringPolicy(), {}, {})
+    run(p, schedule() + [at(ev.ParticipantCheckedIn, 0, nip=NIP), submitted(mixed_sheet(registry))])
+    assert len(calls) == 1
+    later = run(p, [at(ev.SessionClosed, 180), at(ev.SectionStarted, 181, nip=NIP, section="mansoskul")])
+    assert len(calls) == 1 and not [o for o in later if isinstance(o, ev.ParticipantScored)]
+    changed = mixed_sheet(registry) | {next(iter(mixed_sheet(registry))): None}
+    new = [o for o in run(p, [submitted(changed, minutes=120)]) if isinstance(o, ev.ParticipantScored)]
+    assert len(calls) == 2 and [r.payload.result_version for r in new] == [2]
+
+
+def test_autosaves_of_a_submitted_section_are_not_kept(registry: BlueprintRegistry) -> None:
+    answers = mixed_sheet(registry)
+    saved = [{"item_id": k, "option": v} for k, v in list(answers.items())[:40]]
+    p = SessionProcessor(registry, ScoringPolicy(), {}, {})
+    run(p, schedule() + [at(ev.ParticipantCheckedIn, 0, nip=NIP),
+                         at(ev.AnswersSaved, 50, nip=NIP, section="mansoskul", answers=saved)])
+    assert "mansoskul" in participant(p)["autosave"]
+    run(p, [submitted(answers), at(ev.AnswersSaved, 101, nip=NIP, section="mansoskul", answers=saved)])
+    assert participant(p)["autosave"] == {}
