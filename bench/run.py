@@ -48,7 +48,7 @@ from sqlalchemy import create_engine, text
 from bench.generator import BenchDay, DayGenerator
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
-from schemas.settings import Settings
+from schemas.settings import Settings, settings_env
 from streams.broker import EmbeddedBroker, free_port
 from streams.demo import WorkerProcess
 from streams.kafka import client_kwargs, end_offsets, ensure_topics, partition_counts
@@ -159,6 +159,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class SinkProcess(WorkerProcess):
+    """``cact sink`` as a child process: the deployment where the sink does not share the worker's GIL."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        env = {**os.environ, **settings_env(settings)}
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "sink"], env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def worker_metrics(port: int, prefixes: Sequence[str]) -> dict[str, float]:
     """Sums of the worker's Prometheus series starting with each prefix (all 0 while it is not up)."""
     try:
@@ -254,7 +264,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         db_url = create_database(stack)
         settings = broker.settings(Settings(
             database_url=db_url, app_id=f"bench-{uuid.uuid4().hex[:6]}", data_dir=work / "worker",
-            worker_web_port=free_port(), topic_partitions=args.partitions,
+            worker_web_port=free_port(), topic_partitions=args.partitions, sink_in_worker=not args.sink_process,
             **({"batch_max": args.batch_max} if args.batch_max else {})))
         asyncio.run(ensure_topics(settings))
         console.print(f"[green]✓[/] broker on {broker.bootstrap}, PostgreSQL database {db_url.rsplit('/', 1)[1]}")
@@ -278,6 +288,9 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
         worker = WorkerProcess(settings, work / "worker.log")
         stack.callback(worker.stop)
+        sink = SinkProcess(settings, work / "sink.log") if args.sink_process else None
+        if sink is not None:
+            stack.callback(sink.stop)
         watcher = ResultWatcher(db_url, day.activity_id, interval=0.1)
         profiler = None
         if args.profile:
@@ -289,6 +302,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         wait_for(lambda: events_in(settings.worker_web_port) > 0, 120, "the worker's first event", worker.check)
         first = time.time()
         cpu_first = cpu_seconds(worker.proc.pid)
+        sink_cpu_first = cpu_seconds(sink.proc.pid) if sink else 0.0
         watcher.start()
         progress.update(task, description="worker: results in PostgreSQL", total=day.participants)
         while len(watcher.seen) < day.participants:
@@ -299,6 +313,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             time.sleep(0.1)
         last = max(watcher.seen.values())
         cpu_day = cpu_seconds(worker.proc.pid) - cpu_first
+        sink_cpu_day = cpu_seconds(sink.proc.pid) - sink_cpu_first if sink else 0.0
         progress.update(task, completed=len(watcher.seen))
         watcher.stop()
         if profiler is not None:
@@ -312,6 +327,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
         latencies = paced_phase(settings, db_url, paced, args, progress, worker.check)
         rss = peak_rss_mb(worker.proc.pid)
+        sink_rss = peak_rss_mb(sink.proc.pid) if sink else 0.0
         progress.stop()
 
     p50 = statistics.median(latencies)
@@ -335,6 +351,9 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         "max_latency_ms": round(max(latencies) * 1000, 1),
         "worker_cpu_ms_per_participant": round(cpu_day * 1000 / day.participants, 2),
         "worker_peak_rss_mb": round(rss, 1), "worker_rss_after_day_mb": round(rss_after_day, 1),
+        "sink": "own process (cact sink)" if sink else "in the worker",
+        "sink_cpu_ms_per_participant": round(sink_cpu_day * 1000 / day.participants, 2) if sink else None,
+        "sink_peak_rss_mb": round(sink_rss, 1) if sink else None,
         "worker_inside": {  # from the worker's /metrics after the day: where its time went
             "process_batches": int(inside["cact_batch_seconds_count"]),
             "process_seconds": round(inside["cact_batch_seconds_sum"], 2),
@@ -449,7 +468,8 @@ def append_doc(result: dict[str, Any], path: Path = DOC) -> None:
     if "\n## Runs\n" not in text_:
         text_ = text_.rstrip("\n") + "\n" + DOC_HEADER
     met = "yes" if all(result["floors"].values()) else "no: " + ", ".join(k for k, v in result["floors"].items() if not v)
-    row = (f"| {result['at'][:16].replace('T', ' ')} | {result['commit']} | {result['participants']:,} | "
+    sink = " (sink process)" if str(result.get("sink", "")).startswith("own") else ""
+    row = (f"| {result['at'][:16].replace('T', ' ')} | {result['commit']}{sink} | {result['participants']:,} | "
            f"{result['participants_per_s']:,} | {result.get('worker_cpu_ms_per_participant', '')} | {result['answers_per_s']:,} | {result['raw_consume_answers_per_s']:,} | "
            f"{result['ratio_to_raw']} | {result['p50_latency_ms']} | {result['p99_latency_ms']} | "
            f"{result['worker_peak_rss_mb']} | {met} |\n")
@@ -465,6 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-max", type=int, default=None, help="the worker's CACT_BATCH_MAX (default: its own)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--sink-process", action="store_true",
+                        help="run the results-store sink as its own process (`cact sink`), not in the worker")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the worker's day phase into this file")

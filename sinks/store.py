@@ -1,9 +1,9 @@
 """The results store: idempotent, batched upserts of the pipeline's output events (SQLite or PostgreSQL).
 
 A batch is one transaction; every row is keyed by its business key, so redelivering a batch or replaying
-the topics from the start changes nothing. Each table gets one statement per batch (executemany, which
-SQLAlchemy turns into multi-row ``INSERT … VALUES``), never a round trip per row: the sink must keep up with
-a national mapping day (tens of thousands of participants) on a single connection.
+the topics from the start changes nothing. Each table gets one statement per batch, never a round trip per
+row (on PostgreSQL the rows travel by ``COPY`` into a staging table, see ``_insert``): the sink must keep up
+with a national mapping day (tens of thousands of participants) on a single connection.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Connection,
     Engine,
+    MetaData,
     Table,
     and_,
-    bindparam,
     case,
     create_engine,
     event,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -69,6 +71,28 @@ def _utc(at: datetime) -> datetime:
 def _json(value: Any) -> str:
     """JSON columns through orjson: the stdlib encoder was the sink's costliest step per result."""
     return orjson.dumps(value).decode()
+
+
+#: Below this many rows an executemany is as quick as staging them with COPY (PostgreSQL).
+COPY_MIN_ROWS = 20
+_STAGING: dict[str, Table] = {}
+
+
+def _staging_table(table: Table) -> Table:
+    """The temporary twin of ``table`` that COPY fills (created per connection, emptied at every commit)."""
+    if table.name not in _STAGING:
+        _STAGING[table.name] = Table(f"cact_stage_{table.name}", MetaData(),
+                                     *(Column(c.name, c.type) for c in table.columns))
+    return _STAGING[table.name]
+
+
+def _copy_value(value: Any) -> Any:
+    """COPY's text format takes JSON columns as JSON text; everything else psycopg adapts itself."""
+    return orjson.dumps(value).decode() if isinstance(value, (dict, list)) else value
+
+
+def _chunks(keys: list[tuple[str, str]], size: int = 500) -> list[list[tuple[str, str]]]:
+    return [keys[i:i + size] for i in range(0, len(keys), size)]
 
 
 def make_engine(url: str) -> Engine:
@@ -134,21 +158,49 @@ class ResultsStore:
         change, such as a result version); with ``keys`` unset too, a conflict on any unique constraint is
         ignored. ``only_if`` guards the update, e.g. so that an older event never overwrites a newer one.
         """
-        if not rows:
-            return
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        stmt = insert(table)
-        if update_cols is None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys) if keys else None)
-        else:
-            if not keys:
-                raise ValueError("an upsert that updates needs its conflict keys")
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(keys),
+        if update_cols is not None and not keys:
+            raise ValueError("an upsert that updates needs its conflict keys")
+
+        def on_conflict(stmt: Any) -> Any:
+            if update_cols is None:
+                return stmt.on_conflict_do_nothing(index_elements=list(keys) if keys else None)
+            return stmt.on_conflict_do_update(
+                index_elements=list(keys or ()),
                 set_={c: stmt.excluded[c] for c in update_cols},
                 where=only_if(stmt.excluded) if only_if is not None else None,
             )
-        conn.execute(stmt, list(rows))
+
+        self._insert(conn, table, rows, on_conflict)
+
+    def _insert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
+                on_conflict: Callable[[Any], Any]) -> None:
+        """Insert ``rows`` with the conflict clause ``on_conflict`` adds to an insert statement.
+
+        PostgreSQL: the rows are streamed with ``COPY`` into a temporary staging table and moved with one
+        ``INSERT … SELECT … ON CONFLICT``. An ``ON CONFLICT`` executemany costs a statement per row on the
+        server and ~40 µs of Python per row in the driver, which made the sink the longest pole of the worker
+        (docs/benchmarks.md); COPY costs a few µs. SQLite (and small batches): one executemany.
+        """
+        if not rows:
+            return
+        if self._dialect != "postgresql" or len(rows) < COPY_MIN_ROWS:
+            insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+            conn.execute(on_conflict(insert(table)), list(rows))
+            return
+        cols = list(rows[0])
+        staging = _staging_table(table)
+        cursor = conn.connection.driver_connection.cursor()  # the same connection, so the same transaction
+        try:
+            cursor.execute(f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging.name}" '
+                           f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS')
+            with cursor.copy(f'COPY "{staging.name}" ({", ".join(cols)}) FROM STDIN') as copy:
+                for row in rows:
+                    copy.write_row([_copy_value(row[c]) for c in cols])
+        finally:
+            cursor.close()
+        source = select(*(staging.c[c] for c in cols))
+        conn.execute(on_conflict(postgresql.insert(table).from_select(cols, source)))
+        conn.execute(staging.delete())  # a second batch in the same transaction starts from an empty stage
 
     def write_batch(self, events: Sequence[ev.Event]) -> None:
         """Write a batch of decoded output events in one transaction; a redelivery or replay changes nothing.
@@ -216,17 +268,19 @@ class ResultsStore:
         if not rows:
             return
         t = m.Participant.__table__
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        stmt = insert(t)
-        new = stmt.excluded
-        newer = new.last_seen_at >= t.c.last_seen_at
-        stmt = stmt.on_conflict_do_update(index_elements=["nip"], set_={
-            "agency_id": case((newer, new.agency_id), else_=t.c.agency_id),
-            "last_seen_at": case((newer, new.last_seen_at), else_=t.c.last_seen_at),
-            "position_tier": case((and_(new.position_tier.is_not(None), or_(newer, t.c.position_tier.is_(None))),
-                                   new.position_tier), else_=t.c.position_tier),
-        })
-        conn.execute(stmt, list(rows.values()))
+
+        def keep_latest(stmt: Any) -> Any:
+            new = stmt.excluded
+            newer = new.last_seen_at >= t.c.last_seen_at
+            return stmt.on_conflict_do_update(index_elements=["nip"], set_={
+                "agency_id": case((newer, new.agency_id), else_=t.c.agency_id),
+                "last_seen_at": case((newer, new.last_seen_at), else_=t.c.last_seen_at),
+                "position_tier": case((and_(new.position_tier.is_not(None),
+                                            or_(newer, t.c.position_tier.is_(None))),
+                                       new.position_tier), else_=t.c.position_tier),
+            })
+
+        self._insert(conn, t, list(rows.values()), keep_latest)
 
     @staticmethod
     def _attendance_row(e: ev.AttendanceChanged) -> dict[str, Any]:
@@ -292,28 +346,24 @@ class ResultsStore:
         Recomputed from what is stored, not from the batch, so versions arriving out of order (v2 before v1)
         end the same way. One UPDATE, executed for all touched keys; rows already right are not rewritten.
         """
-        if not touched:
-            return
         r = m.Result.__table__
         newest = r.alias("newest")
-        nip, activity = bindparam("k_nip"), bindparam("k_activity")
         top = (select(func.max(newest.c.result_version))
-               .where(newest.c.nip == nip, newest.c.activity_id == activity).scalar_subquery())
+               .where(newest.c.nip == r.c.nip, newest.c.activity_id == r.c.activity_id).scalar_subquery())
         status = case((r.c.result_version == top, literal("current")), else_=literal("superseded"))
-        stmt = (update(r).where(and_(r.c.nip == nip, r.c.activity_id == activity, r.c.status != status))
-                .values(status=status))
-        conn.execute(stmt, [{"k_nip": n, "k_activity": a} for n, a in sorted(touched)])
+        for keys in _chunks(sorted(touched)):
+            conn.execute(update(r).where(tuple_(r.c.nip, r.c.activity_id).in_(keys), r.c.status != status)
+                         .values(status=status))
 
     @staticmethod
     def _retire_superseded_pushes(conn: Connection, touched: set[tuple[str, str]]) -> None:
         """A pending push of a superseded version is never sent: SI ASN gets the latest result only."""
         o, r = m.SiasnOutbox.__table__, m.Result.__table__
-        nip, activity = bindparam("k_nip"), bindparam("k_activity")
-        stale = (select(r.c.result_version).where(r.c.nip == nip, r.c.activity_id == activity,
+        stale = (select(r.c.result_version).where(r.c.nip == o.c.nip, r.c.activity_id == o.c.activity_id,
                                                   r.c.status == "superseded"))
-        conn.execute(update(o).where(o.c.nip == nip, o.c.activity_id == activity, o.c.status == "pending",
-                                     o.c.result_version.in_(stale)).values(status="superseded"),
-                     [{"k_nip": n, "k_activity": a} for n, a in sorted(touched)])
+        for keys in _chunks(sorted(touched)):
+            conn.execute(update(o).where(tuple_(o.c.nip, o.c.activity_id).in_(keys), o.c.status == "pending",
+                                         o.c.result_version.in_(stale)).values(status="superseded"))
 
     # ---------------------------------------------------------------------------------------------
     # Reads

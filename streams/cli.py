@@ -48,6 +48,28 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "war
 
 
 @app.command()
+def sink() -> None:
+    """Run the results-store sink on its own, until Ctrl-C (workers then run with CACT_SINK_IN_WORKER=false).
+
+    Output topics → results store, one transaction per batch; several sinks share the partitions. Its own
+    process means its own interpreter lock: the workers' agents and the database writes no longer take turns.
+    """
+    import asyncio
+    import signal
+
+    from sinks.runner import run_sink
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_sink(get_settings(), stop)
+
+    asyncio.run(serve())
+
+
+@app.command()
 def broker(
     port: Annotated[Optional[int], typer.Option(help="Port to listen on (default CACT_BROKER_PORT)")] = None,
     host: Annotated[Optional[str], typer.Option(help="Address to listen on")] = None,

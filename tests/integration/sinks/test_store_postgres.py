@@ -24,7 +24,11 @@ def store(pg_url: str, store_cases: Any) -> Iterator[ResultsStore]:
     s.dispose()
 
 
-def test_store_scenario(store: ResultsStore, store_cases: Any, store_scenario: str) -> None:
+@pytest.mark.parametrize("copy_min_rows", [10**9, 1], ids=["executemany", "copy"])
+def test_store_scenario(store: ResultsStore, store_cases: Any, store_scenario: str, copy_min_rows: int,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every scenario both ways rows reach PostgreSQL: executemany (small batches) and COPY via staging."""
+    monkeypatch.setattr("sinks.store.COPY_MIN_ROWS", copy_min_rows)
     getattr(store_cases, store_scenario)(store)
 
 

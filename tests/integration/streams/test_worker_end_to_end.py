@@ -16,7 +16,7 @@ import pytest
 from producers.simulator import SimConfig, build_day
 from schemas.blueprint import BlueprintRegistry
 from schemas.domain import AttendanceStatus as St
-from schemas.settings import Settings
+from schemas.settings import Settings, settings_env
 from sinks.store import ResultsStore
 from streams.demo import WorkerProcess, consumer_groups, send_day
 from streams.kafka import wait_until_consumed
@@ -47,6 +47,30 @@ def test_worker_scores_tracks_attendance_and_dead_letters(pipeline_kafka: Settin
     assert results == {k for k, t in day.truth.items() if t.attended}
     assert 'cact_deadletters_total{reason="bad_json",source_topic="cact.lab.v1"} 1.0' in metrics
     assert "cact_events_in_total" in metrics
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+def test_sink_in_its_own_process(pipeline_kafka: Settings, pg_database: str, tmp_path: Path) -> None:
+    """`cact sink` beside a worker that does not sink: the same store, and it stops cleanly on SIGTERM."""
+    settings = pipeline_kafka.model_copy(update={"database_url": pg_database, "sink_in_worker": False})
+    day = build_day(SimConfig(participants=60, seats=30, malformed=1, seed=5), BlueprintRegistry.from_dir())
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    log = (tmp_path / "sink.log").open("ab")
+    sink = subprocess.Popen([sys.executable, "-m", "streams.cli", "sink"], env={**os.environ, **settings_env(settings)},
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        send_day(settings, day)
+        asyncio.run(wait_until_consumed(settings, consumer_groups(settings), timeout=180, progress=worker.check))
+        assert sink.poll() is None, (tmp_path / "sink.log").read_text()[-3000:]
+    finally:
+        worker.stop()
+        sink.terminate()
+        assert sink.wait(30) == 0
+        log.close()
+    summary = ResultsStore(pg_database).summary()
+    assert (summary["participants_scheduled"], summary["results_in_store"], summary["deadletters"]) == (
+        day.scheduled, day.attended, 1)
 
 
 @pytest.mark.broker
