@@ -485,8 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-max", type=int, default=None, help="the worker's CACT_BATCH_MAX (default: its own)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--sink-process", action="store_true",
-                        help="run the results-store sink as its own process (`cact sink`), not in the worker")
+    parser.add_argument("--sink-in-worker", dest="sink_process", action="store_false",
+                        help="run the results-store sink inside the worker instead of as its own `cact sink` process")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the worker's day phase into this file")
