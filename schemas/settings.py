@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(default=500, ge=1, description="Input events processed (and state written) per batch.")
     batch_seconds: float = Field(default=0.05, gt=0, description="Longest wait to fill a batch.")
     commit_interval_seconds: float = Field(default=1.0, gt=0)
+    fetch_max_wait_ms: int = Field(
+        default=50, ge=1, le=1500,
+        description="Longest a consumer's fetch waits on the broker; on Tansu every waiting fetch lasts this long.")
     # A joining worker waits for the group's rebalance timeout on some brokers (Tansu waits it out in full),
     # and a killed worker's partitions move after the session timeout: both short enough to recover quickly.
     group_session_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -19,7 +19,6 @@ from sinks.store import ResultsStore
 from streams import metrics
 from streams.kafka import client_kwargs
 
-FETCH_MAX_WAIT_MS = 50  # the same as streams.app.FETCH_MAX_WAIT_MS (not imported: that pulls in Faust)
 
 log = logging.getLogger("cact.sink")
 SINK_TOPICS = (topics.RESULTS.name, topics.ATTENDANCE.name, topics.DEADLETTER.name)
@@ -34,7 +33,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None) -> Non
     await asyncio.to_thread(store.create_schema)
     consumer = AIOKafkaConsumer(
         *SINK_TOPICS, group_id=sink_group(settings), enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # see streams/app.py: a long wait is latency on Tansu
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,  # see streams/faust_fixes.py: a long wait is latency
         **client_kwargs(settings),
     )
     await consumer.start()

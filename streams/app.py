@@ -43,38 +43,13 @@ PIPELINE_ID = "cact-pipeline"
 OPERATOR_PAGE = Path(__file__).parent / "web" / "operator.html"
 
 
-#: How long a fetch may wait on the broker for new records. Tansu answers a waiting fetch only when the wait is
-#: over, not when records arrive, so Faust's fixed 1.5 s (and aiokafka's default 0.5 s in the sink) were added to
-#: every event's latency (measured: produce → consume p50 716 ms at 1.5 s, 3 ms at 50 ms). On Apache Kafka a
-#: short wait only means more empty fetches while idle.
-FETCH_MAX_WAIT_MS = 50
-
-
-def _short_fetch_wait() -> None:
-    """Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's consumer: lower it before the consumer starts."""
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    original = AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(original, "_cact_short_wait", False):
-        return
-
-    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        consumer = original(self, *args, **kwargs)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start() to build its fetcher
-        return consumer
-
-    create._cact_short_wait = True  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
-
-
 def _at_index(index: int | None) -> str:
     """Where in an EventBatch a failure happened, for the dead letter's detail."""
     return f"events[{index}]: " if index is not None else ""
 
 
 def create_app(settings: Settings) -> faust.App:
-    faust_fixes.install()
-    _short_fetch_wait()
+    faust_fixes.install(fetch_max_wait_ms=settings.fetch_max_wait_ms)
     blueprints = {"current": BlueprintRegistry.from_dir(settings.blueprint_dir)}
     view_store = ResultsStore(settings.database_url)
     view_store.create_schema()  # the operator page may be opened before the sink has written anything

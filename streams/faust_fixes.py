@@ -1,7 +1,8 @@
-"""A fix for faust-streaming's offset bookkeeping when a worker restarts with committed offsets.
+"""The two places where faust-streaming needs correcting for this pipeline, in one module.
 
-Why: at the end of table recovery Faust resumes the stream partitions and only then seeks them to their
-committed offsets (``Recovery`` → ``Consumer.perform_seek``). While that seek is awaited, the fetch loop keeps
+1. **Offset bookkeeping after a restart** (``Consumer.perform_seek``). At the end of table recovery Faust
+resumes the stream partitions and only then seeks them to their committed offsets (``Recovery`` →
+``Consumer.perform_seek``). While that seek is awaited, the fetch loop keeps
 handing out the records it already holds, so the agent processes offsets N…M, the seek resets the read offset
 to N, the next record (M+1) registers a false gap N+1…M, and the re-fetched N…M are dropped as already read.
 Merging that gap into the acknowledged offsets duplicates them, and from then on every commit advances a
@@ -13,6 +14,12 @@ The fix: stop the flow for the duration of the seek. The fetch loop then drops w
 are reset by the seek anyway), and after the seek every record from the committed offset on is delivered once,
 in order. Records already handed to the agent before the seek are delivered again: at-least-once, and the
 processor and the sinks are idempotent (deterministic event ids, upserts), so that costs only time.
+
+2. **The fetch wait** (``AIOKafkaConsumerThread._create_worker_consumer``). Faust hard-codes
+``fetch_max_wait_ms=1500`` for the worker's consumer. Tansu answers a waiting fetch only when the wait is over, not
+when records arrive, so those 1.5 s were added to every event's latency (measured: produce → consume p50 716 ms at
+1.5 s, 3 ms at 50 ms); the setting ``CACT_FETCH_MAX_WAIT_MS`` replaces it. On Apache Kafka a short wait only
+means more empty fetches while idle.
 """
 
 from __future__ import annotations
@@ -20,12 +27,31 @@ from __future__ import annotations
 from typing import Any
 
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 _PATCHED = "_cact_seek_stops_flow"
+_fetch_max_wait_ms = 1500
 
 
-def install() -> None:
-    """Idempotent: wrap ``Consumer.perform_seek`` once per process."""
+def _short_fetch_wait() -> None:
+    original = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, _PATCHED, False):
+        return
+
+    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        consumer = original(self, *args, **kwargs)
+        consumer._fetch_max_wait_ms = _fetch_max_wait_ms  # read by AIOKafkaConsumer.start() to build its fetcher
+        return consumer
+
+    setattr(create, _PATCHED, True)
+    AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
+def install(*, fetch_max_wait_ms: int) -> None:
+    """Idempotent: patch Faust once per process (the fetch wait is the latest one asked for)."""
+    global _fetch_max_wait_ms
+    _fetch_max_wait_ms = fetch_max_wait_ms
+    _short_fetch_wait()
     if getattr(Consumer.perform_seek, _PATCHED, False):
         return
     original = Consumer.perform_seek
