@@ -6,13 +6,16 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from producers.lab_cli import lab_app
 from schemas.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sinks.store import ResultsStore
 
 app = typer.Typer(help="cact-pipeline: CACT exam events from the labs to SI ASN, on Kafka.", no_args_is_help=True,
                   add_completion=False)
@@ -274,15 +277,28 @@ def siasn_emulator(
     run_emulator(host, port, Faults(latency_ms=latency_ms, fail_rate=fail_rate), on_ready=ready)
 
 
+def migrated_store() -> "ResultsStore":
+    """The configured results store, or a clear exit when no worker has created its tables yet."""
+    from sqlalchemy import inspect
+
+    from sinks.store import ResultsStore
+
+    store = ResultsStore(get_settings().database_url)
+    if "siasn_outbox" not in inspect(store.engine).get_table_names():
+        console.print(f"[red]the results store at {store.engine.url.render_as_string(hide_password=True)} has no "
+                      "tables yet:[/] start a worker (`cact worker` migrates it) or check CACT_DATABASE_URL")
+        raise typer.Exit(2)
+    return store
+
+
 @siasn_app.command("status")
 def siasn_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """Pending, delivered and rejected pushes, and the age of the oldest pending one."""
     from rich.table import Table
 
     from sinks.siasn_push import outbox_status
-    from sinks.store import ResultsStore
 
-    status = outbox_status(ResultsStore(get_settings().database_url))
+    status = outbox_status(migrated_store())
     if as_json:
         print(json.dumps(status))
         return
@@ -297,12 +313,11 @@ def siasn_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
 def siasn_retry(rejected: Annotated[bool, typer.Option("--rejected", help="Send rejected pushes again")] = False) -> None:
     """Send SI ASN pushes again, e.g. after the rejected records were fixed in SI ASN."""
     from sinks.siasn_push import retry_rejected
-    from sinks.store import ResultsStore
 
     if not rejected:
         console.print("nothing to do: say which pushes, e.g. --rejected")
         raise typer.Exit(2)
-    n = retry_rejected(ResultsStore(get_settings().database_url))
+    n = retry_rejected(migrated_store())
     console.print(f"{n} rejected pushes are pending again")
 
 
