@@ -7,6 +7,8 @@ at start-up and never copied into events, logs or results. The format is documen
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -61,6 +63,38 @@ class SectionSpec(_Model):
     @property
     def items(self) -> list[Item]:
         return [item for sub in self.subtests for item in sub.items]
+
+    @cached_property
+    def item_ids(self) -> tuple[str, ...]:
+        """The section's items in blueprint order: a stored sheet is one character per item, in this order."""
+        return tuple(i.item_id for i in self.items)
+
+    @cached_property
+    def item_id_set(self) -> frozenset[str]:
+        return frozenset(self.item_ids)
+
+    @cached_property
+    def scoring_plan(self) -> "ScoringPlan":
+        """The key flattened once: the worker scores every sheet of the day against it (docs/benchmarks.md)."""
+        subtests = []
+        comp_max: dict[Competency, float] = {}
+        for sub in self.subtests:
+            sub_max = 0.0
+            for item in sub.items:  # the same additions in the same order as scoring one by one: same floats
+                sub_max += item.max_weight
+                if item.competency is not None:
+                    comp_max[item.competency] = comp_max.get(item.competency, 0.0) + item.max_weight
+            subtests.append((sub.code, tuple((i.item_id, i.options, i.competency) for i in sub.items), sub_max))
+        return ScoringPlan(tuple(subtests), comp_max, len(self.item_ids))
+
+
+@dataclass(frozen=True)
+class ScoringPlan:
+    """Per sub-test: its code, (item id, option weights, competency) per item, and its maximum raw score."""
+
+    subtests: tuple[tuple[str, tuple[tuple[str, Mapping[str, float], Competency | None], ...], float], ...]
+    competency_max: dict[Competency, float]
+    items: int
 
 
 class PotentialSpec(_Model):
@@ -192,6 +226,9 @@ class BlueprintRegistry:
         self._items: dict[str, tuple[Section, str, Item]] = {}
         for bp in blueprints:
             self._items.update(bp.item_index)
+        self._options: dict[Section, dict[str, frozenset[str]]] = {section: {} for section in Section}
+        for item_id, (section, _code, item) in self._items.items():
+            self._options[section][item_id] = frozenset(item.options)
 
     @classmethod
     def from_dir(cls, folder: Path | None = None) -> "BlueprintRegistry":
@@ -212,6 +249,10 @@ class BlueprintRegistry:
 
     def ids(self) -> list[str]:
         return sorted(self._latest)
+
+    def options_in(self, section: Section) -> Mapping[str, frozenset[str]]:
+        """Item id → its option labels, for the items of ``section`` in any loaded blueprint."""
+        return self._options[section]
 
     def find_item(self, item_id: str) -> tuple[Section, str, Item] | None:
         """Any blueprint's item: lab events are checked against the whole bank, before the session is known."""

@@ -87,6 +87,11 @@ def decode_event(raw: bytes | str, *, topic: str | None = None) -> Event:
     return _validate(data, topic)
 
 
+def at_index(index: int | None) -> str:
+    """Where in an EventBatch something went wrong, as dead letters name it (empty for a lone event)."""
+    return f"events[{index}]: " if index is not None else ""
+
+
 def unpack(event: Event, *, topic: str | None = None) -> Iterator[tuple[int | None, Event | Rejected]]:
     """The events a decoded message carries: itself, or each event of an :class:`EventBatch` with its index.
 
@@ -107,7 +112,7 @@ def unpack(event: Event, *, topic: str | None = None) -> Iterator[tuple[int | No
                 raise Rejected(Reason.INVALID_FIELD, f"payload.{inner.key_field} is not the batch's session {session_id}")
             yield index, inner
         except Rejected as exc:
-            yield index, Rejected(exc.reason, f"events[{index}]: {exc.detail}")
+            yield index, Rejected(exc.reason, at_index(index) + exc.detail)
 
 
 _OUTPUT: TypeAdapter[Event] = TypeAdapter(Annotated[Union[OUTPUT_EVENTS], Field(discriminator="event_type")])  # type: ignore[valid-type]

@@ -321,6 +321,17 @@ class SiasnClient:
                                json={"pnsOrangId": pns, **fields}, already_saved=already_saved)
         return DeliveryResult(out.attempts, pns, out.status_code, out.readback)
 
+    async def holds_kompetensi(self, nip: str, levels: Mapping[str, int], *, tahun: int | None = None) -> bool:
+        """Whether SI ASN already holds exactly these levels for ``tahun``: the outbox asks before re-sending a
+        push whose earlier try may have got through (its worker died before recording the answer)."""
+        fields, year = _kompetensi_fields(levels), tahun if tahun is not None else date.today().year
+        return any(_same_kompetensi(r, fields, year) for r in await self.read_kompetensi(nip))
+
+    async def holds_potensi(self, nip: str, potensi: Mapping[str, float]) -> bool:
+        """Whether SI ASN already holds exactly this potential profile (see :meth:`holds_kompetensi`)."""
+        fields = _potensi_fields(potensi)
+        return any(_same_potensi(r, fields) for r in await self.read_potensi(nip))
+
     async def read_kompetensi(self, nip: str) -> list[dict[str, Any]]:
         """The competency records SI ASN holds for ``nip`` (levels and ``tahun`` as ints); [] when none."""
         out = await self._call("GET", f"/pns/rw-kompetensi/{nip}", what="rw-kompetensi", nip=nip,

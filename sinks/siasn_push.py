@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -32,9 +31,9 @@ FAILED = Counter("cact_siasn_failures_total", "Delivery attempts that failed and
 
 class SiasnPort(Protocol):
     async def save_kompetensi(self, nip: str, levels: dict[str, int], *, tahun: int | None = None) -> Any: ...
-    async def read_kompetensi(self, nip: str) -> list[dict[str, Any]]: ...
+    async def holds_kompetensi(self, nip: str, levels: dict[str, int], *, tahun: int | None = None) -> bool: ...
     async def save_potensi(self, nip: str, potensi: dict[str, float]) -> Any: ...
-    async def read_potensi(self, nip: str) -> list[dict[str, Any]]: ...
+    async def holds_potensi(self, nip: str, potensi: dict[str, float]) -> bool: ...
 
 
 def _now() -> datetime:
@@ -43,15 +42,6 @@ def _now() -> datetime:
 
 def _aware(at: datetime | None) -> datetime | None:
     return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
-
-
-def already_saved(records: list[dict[str, Any]], fields: dict[str, Any], *, tahun: int | None = None) -> bool:
-    """SI ASN already holds a record with exactly these fields (and this year, when both name one)."""
-    def same(r: dict[str, Any]) -> bool:
-        if tahun is not None and r.get("tahun") not in (None, tahun):
-            return False
-        return all(isinstance(r.get(k), (int, float)) and math.isclose(r[k], v, abs_tol=1e-6) for k, v in fields.items())
-    return any(same(r) for r in records)
 
 
 class OutboxPusher:
@@ -93,11 +83,11 @@ class OutboxPusher:
         nip, payload = row["nip"], row["payload"]
         if row["kind"] == "potensi":
             scores = payload["scores"]
-            if not (row["was_claimed"] and already_saved(await self.client.read_potensi(nip), scores)):
+            if not (row["was_claimed"] and await self.client.holds_potensi(nip, scores)):
                 await self.client.save_potensi(nip, scores)
             return
         levels, tahun = payload["levels"], payload.get("tahun")
-        if not (row["was_claimed"] and already_saved(await self.client.read_kompetensi(nip), levels, tahun=tahun)):
+        if not (row["was_claimed"] and await self.client.holds_kompetensi(nip, levels, tahun=tahun)):
             await self.client.save_kompetensi(nip, levels, tahun=tahun)
 
     async def deliver(self, row: dict[str, Any]) -> str:

@@ -88,7 +88,7 @@ def _staging_table(table: Table) -> Table:
 
 def _copy_value(value: Any) -> Any:
     """COPY's text format takes JSON columns as JSON text; everything else psycopg adapts itself."""
-    return orjson.dumps(value).decode() if isinstance(value, (dict, list)) else value
+    return _json(value) if isinstance(value, (dict, list)) else value
 
 
 def _chunks(keys: list[tuple[str, str]], size: int = 500) -> list[list[tuple[str, str]]]:

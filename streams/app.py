@@ -20,7 +20,7 @@ from prometheus_client import generate_latest
 
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import Reason, Rejected, decode_event, unpack
+from schemas.decode import Reason, Rejected, at_index, decode_event, unpack
 from schemas.events import Event
 from schemas.settings import Settings
 from streams import faust_fixes, metrics
@@ -41,11 +41,6 @@ from pathlib import Path
 log = logging.getLogger("cact.worker")
 PIPELINE_ID = "cact-pipeline"
 OPERATOR_PAGE = Path(__file__).parent / "web" / "operator.html"
-
-
-def _at_index(index: int | None) -> str:
-    """Where in an EventBatch a failure happened, for the dead letter's detail."""
-    return f"events[{index}]: " if index is not None else ""
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -132,11 +127,11 @@ def create_app(settings: Settings) -> faust.App:
                         counter = accepted[decoded.event_type] = metrics.EVENTS_IN.labels(event_type=decoded.event_type)
                     counter.inc()
                 except Rejected as exc:
-                    failures.append((exc.reason, _at_index(index) + exc.detail))
+                    failures.append((exc.reason, at_index(index) + exc.detail))
                 except Exception as exc:  # a bug must not stop the lab's other sessions: park the event
                     log.exception("processing failed at %s[%s]@%s %s", msg.topic, msg.partition, msg.offset,
-                                  _at_index(index))
-                    failures.append((Reason.PROCESSING_ERROR, f"{_at_index(index)}{type(exc).__name__}: {exc}"))
+                                  at_index(index))
+                    failures.append((Reason.PROCESSING_ERROR, f"{at_index(index)}{type(exc).__name__}: {exc}"))
         except Rejected as exc:
             chunk.events += 1
             failures.append((exc.reason, exc.detail))

@@ -50,19 +50,12 @@ def _at(value: str) -> datetime:
 
 _BLANK, _ABSENT = "-", "."
 _MISSING = object()
-_layouts: dict[tuple[int, str], tuple[Any, tuple[str, ...], frozenset[str]]] = {}
 
 
 def _layout(blueprint: Any, section: str) -> tuple[tuple[str, ...], frozenset[str]] | None:
-    """The item order of a blueprint's section, once per blueprint object."""
-    cached = _layouts.get((id(blueprint), section))
-    if cached is None or cached[0] is not blueprint:
-        spec = blueprint.section(Section(section))
-        if spec is None:
-            return None
-        items = tuple(i.item_id for i in spec.items)
-        cached = _layouts[(id(blueprint), section)] = (blueprint, items, frozenset(items))
-    return cached[1], cached[2]
+    """The item order of a blueprint's section (None when the blueprint has no such section)."""
+    spec = blueprint.section(Section(section))
+    return (spec.item_ids, spec.item_id_set) if spec is not None else None
 
 
 def _pack_answers(answers: dict[str, str | None], blueprint: Any, section: str) -> dict[str, Any]:
@@ -105,17 +98,6 @@ def _digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:32]
 
 
-_policy_ids: dict[int, tuple[scoring.ScoringPolicy, str]] = {}
-
-
-def _policy_id(policy: scoring.ScoringPolicy) -> str:
-    """A digest of the scoring policy, once per policy object (the worker builds a processor per batch)."""
-    cached = _policy_ids.get(id(policy))
-    if cached is None or cached[0] is not policy:
-        cached = _policy_ids[id(policy)] = (policy, _digest(policy.model_dump(mode="json")))
-    return cached[1]
-
-
 class SessionProcessor:
     def __init__(
         self,
@@ -132,7 +114,6 @@ class SessionProcessor:
         self.sessions = sessions
         self.participants = participants
         self.attendance = attendance
-        self._policy_id = _policy_id(policy)
 
     # ----------------------------------------------------------------------------------------------
     # Entry point
@@ -481,7 +462,7 @@ class SessionProcessor:
                 saved = part["autosave"][sec]
                 sections[sec] = [saved["event_ids"], saved["at"], saved["answers"]]
         return _digest({
-            "blueprint": [blueprint.blueprint_id, blueprint.version], "policy": self._policy_id,
+            "blueprint": [blueprint.blueprint_id, blueprint.version], "policy": self.policy.digest,
             "meta": [meta[k] for k in ("activity_id", "agency_id", "purpose", "event_id", "ends_at")],
             "rescore": meta.get("rescore_event_id"),
             "scheduled": [sched["event_id"], sched["tier"], sched["standard_levels"]],

@@ -7,13 +7,16 @@ with hand-worked examples and an outsider can re-check a result from the answer 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.blueprint import Blueprint, BlueprintRegistry, SectionSpec
@@ -64,6 +67,12 @@ class ScoringPolicy(BaseModel):
                 raise ValueError(f"categories for {purpose.value} must include a band starting at 0")
         return self
 
+    @cached_property
+    def digest(self) -> str:
+        """Identifies the policy in a result's scoring inputs: a changed policy means scoring again."""
+        dumped = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS, default=str)
+        return hashlib.sha256(dumped).hexdigest()[:32]
+
     @classmethod
     def load(cls, path: Path | None) -> "ScoringPolicy":
         return cls() if path is None else cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
@@ -74,19 +83,13 @@ class ScoringPolicy(BaseModel):
 # --------------------------------------------------------------------------------------------------
 
 
-_allowed: dict[tuple[int, Section], tuple[BlueprintRegistry, dict[str, frozenset[str]]]] = {}
-
-
 def check_answers(registry: BlueprintRegistry, section: Section, answers: Answers) -> None:
     """Reject a sheet that names items or options the bank does not have: a wrong key cannot be scored.
 
-    Items already seen valid in this section are checked against a memo of their options (this runs for
-    every answer of the day); anything else goes through the registry and, when wrong, says why.
+    The common case (a known item of this section, a known option) is one lookup per answer; anything else
+    goes through the registry and says why.
     """
-    cached = _allowed.get((id(registry), section))
-    if cached is None or cached[0] is not registry:
-        cached = _allowed[(id(registry), section)] = (registry, {})
-    allowed = cached[1]
+    allowed = registry.options_in(section)
     for item_id, option in answers.items():
         options = allowed.get(item_id)
         if options is not None and (option is None or option in options):
@@ -98,7 +101,6 @@ def check_answers(registry: BlueprintRegistry, section: Section, answers: Answer
             raise Rejected(Reason.UNKNOWN_ITEM, f"item {item_id!r} belongs to {found[0].value}, not {section.value}")
         if option is not None and option not in found[2].options:
             raise Rejected(Reason.UNKNOWN_OPTION, f"item {item_id!r} has no option {option!r}")
-        allowed[item_id] = frozenset(found[2].options)
 
 
 def _weight(options: Mapping[str, float], option: str | None) -> float:
@@ -127,39 +129,9 @@ class SectionOutcome:
     competencies: dict[Competency, tuple[float, float]] = field(default_factory=dict)  # raw, max
 
 
-@dataclass(frozen=True)
-class _SectionPlan:
-    """A section's key flattened once: the worker scores every sheet against it (docs/benchmarks.md)."""
-
-    subtests: tuple[tuple[str, tuple[tuple[str, Mapping[str, float], Competency | None], ...], float], ...]
-    competency_max: dict[Competency, float]
-    items: int
-
-
-_plans: dict[int, tuple[SectionSpec, _SectionPlan]] = {}
-
-
-def _plan(spec: SectionSpec) -> _SectionPlan:
-    cached = _plans.get(id(spec))
-    if cached is not None and cached[0] is spec:
-        return cached[1]
-    subtests = []
-    comp_max: dict[Competency, float] = {}
-    for sub in spec.subtests:
-        sub_max = 0.0
-        for item in sub.items:  # the same additions in the same order as scoring one by one: same floats
-            sub_max += item.max_weight
-            if item.competency is not None:
-                comp_max[item.competency] = comp_max.get(item.competency, 0.0) + item.max_weight
-        subtests.append((sub.code, tuple((i.item_id, i.options, i.competency) for i in sub.items), sub_max))
-    plan = _SectionPlan(tuple(subtests), comp_max, len(spec.items))
-    _plans[id(spec)] = (spec, plan)
-    return plan
-
-
 def score_section(spec: SectionSpec, answers: Answers, completion: str) -> SectionOutcome:
     """Score one section's sheet: sum of chosen option weights, overall, per sub-test and per competency."""
-    plan = _plan(spec)
+    plan = spec.scoring_plan
     raw_total = max_total = 0.0
     answered = 0
     subtests: dict[str, tuple[float, int]] = {}

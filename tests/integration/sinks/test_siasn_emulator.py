@@ -56,6 +56,22 @@ def test_full_save_and_read_back(emulator: EmulatorThread) -> None:
     assert stats["tokens_issued"] == 2
 
 
+def test_holds_answers_whether_siasn_has_exactly_this_result(emulator: EmulatorThread) -> None:
+    """What the outbox asks before re-sending a push a crashed worker may already have delivered."""
+    async def scenario() -> list[bool]:
+        async with SiasnClient(emulator.client_config(**FAST)) as client:
+            before = [await client.holds_kompetensi(NIP_A, LEVELS, tahun=2026), await client.holds_potensi(NIP_A, POTENSI)]
+            await client.save_kompetensi(NIP_A, LEVELS, tahun=2026)
+            await client.save_potensi(NIP_A, POTENSI)
+            return before + [
+                await client.holds_kompetensi(NIP_A, LEVELS, tahun=2026), await client.holds_potensi(NIP_A, POTENSI),
+                await client.holds_kompetensi(NIP_A, LEVELS, tahun=2025),
+                await client.holds_kompetensi(NIP_A, {**LEVELS, KOMPETENSI_FIELDS[0]: 5}, tahun=2026),
+                await client.holds_potensi(NIP_A, {**POTENSI, "total": 1.0})]
+
+    assert run(scenario()) == [False, False, True, True, False, False, False]
+
+
 def test_503_burst_then_recovery_delivers_exactly_once(emulator: EmulatorThread) -> None:
     async def scenario() -> Any:
         async with SiasnClient(emulator.client_config(**FAST)) as client:

@@ -124,7 +124,9 @@ def test_outage_token_expiry_and_rejections_end_to_end(pipeline_kafka: Settings,
         with Session(store.engine) as s:
             rows = s.scalars(select(m.SiasnOutbox).where(m.SiasnOutbox.nip.in_(refused))).all()
         assert rows and {r.status for r in rows} == {"rejected"}
-        assert all("tidak valid untuk disimpan" in (r.last_error or "") and r.attempts == 1 for r in rows)
+        assert all("tidak valid untuk disimpan" in (r.last_error or "") for r in rows)
+        # A push may meet the outage before its refusal (``attempts`` counts those tries too), but once SI ASN
+        # has refused it, it is never sent again: each reached SI ASN's validation exactly once.
         assert {n: stats["save_attempts_by_nip"][n] for n in refused} == {
             n: sum(r.nip == n for r in rows) for n in refused}
         status = json.loads(cli(settings, "siasn", "status", "--json"))

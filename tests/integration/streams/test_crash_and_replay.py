@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from producers.emitter import LabEmitter
-from producers.simulator import SimConfig, SimDay, build_day
+from producers.daysender import send_day
+from producers.simulator import SimConfig, build_day
 from schemas.blueprint import SAMPLE_DIR, BlueprintRegistry
 from schemas.settings import Settings
 from sinks.store import ResultsStore
@@ -30,7 +30,9 @@ def test_kill_9_then_replay(pipeline_kafka: Settings, pg_database: str, tmp_path
     store = ResultsStore(pg_database)
 
     worker = WorkerProcess(settings, tmp_path / "worker-1.log")
-    sender = threading.Thread(target=send_paced, args=(settings, day, 20.0))
+    # the day spread over ~20 s, as labs send it, so that the kill below lands mid-run
+    rate = (len(day.schedule) + len(day.lab) + len(day.malformed)) / 20.0
+    sender = threading.Thread(target=send_day, args=(settings, day), kwargs={"rate": rate})
     sender.start()
     # kill -9 as soon as the first results are committed, while the lab events are still arriving: the lab
     # events are in time order, so results appear session by session and the worker is part-way through the day
@@ -70,21 +72,6 @@ def test_kill_9_then_replay(pipeline_kafka: Settings, pg_database: str, tmp_path
     after = store_cases.snapshot(store)
     assert {k: len(v) for k, v in after.items()} == {k: len(v) for k, v in before.items()}
     assert after == before
-
-
-def send_paced(settings: Settings, day: SimDay, seconds: float) -> None:
-    """The day spread over ``seconds`` (the schedule first), as labs send it, so a kill lands mid-run."""
-    chunks = 40
-    with LabEmitter(settings) as emitter:
-        for e in day.schedule:
-            emitter.send(e)
-        for i in range(chunks):
-            for e in day.lab[i * len(day.lab) // chunks:(i + 1) * len(day.lab) // chunks]:
-                emitter.send(e)
-            emitter.flush()
-            time.sleep(seconds / chunks)
-        for topic, raw in day.malformed:
-            emitter.send_raw(topic, raw)
 
 
 def store_has_no_results(store: ResultsStore) -> bool:

@@ -40,15 +40,15 @@ class FakeSiasn:
             raise Rejected("pnsId tidak ditemukan")
         self.saved.setdefault(nip, []).append(dict(levels))
 
-    async def read_kompetensi(self, nip: str) -> list[dict[str, Any]]:
-        return list(self.saved.get(nip, []))
+    async def holds_kompetensi(self, nip: str, levels: dict[str, int], *, tahun: int | None = None) -> bool:
+        return dict(levels) in self.saved.get(nip, [])
 
     async def save_potensi(self, nip: str, potensi: dict[str, float]) -> None:
         self.calls += 1
         self.potensi.setdefault(nip, []).append(dict(potensi))
 
-    async def read_potensi(self, nip: str) -> list[dict[str, Any]]:
-        return list(self.potensi.get(nip, []))
+    async def holds_potensi(self, nip: str, potensi: dict[str, float]) -> bool:
+        return dict(potensi) in self.potensi.get(nip, [])
 
 
 @pytest.fixture
