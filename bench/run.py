@@ -159,6 +159,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent busy (not idle or waiting for I/O): what the day cost the whole machine."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 class SinkProcess(WorkerProcess):
     """``cact sink`` as a child process: the deployment where the sink does not share the worker's GIL."""
 
@@ -303,6 +309,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         first = time.time()
         cpu_first = cpu_seconds(worker.proc.pid)
         sink_cpu_first = cpu_seconds(sink.proc.pid) if sink else 0.0
+        assert broker.proc is not None
+        broker_cpu_first, bench_cpu_first, machine_first = cpu_seconds(broker.proc.pid), time.process_time(), machine_busy_seconds()
         watcher.start()
         progress.update(task, description="worker: results in PostgreSQL", total=day.participants)
         while len(watcher.seen) < day.participants:
@@ -314,6 +322,9 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         last = max(watcher.seen.values())
         cpu_day = cpu_seconds(worker.proc.pid) - cpu_first
         sink_cpu_day = cpu_seconds(sink.proc.pid) - sink_cpu_first if sink else 0.0
+        broker_cpu_day = cpu_seconds(broker.proc.pid) - broker_cpu_first
+        bench_cpu_day = time.process_time() - bench_cpu_first
+        machine_day = machine_busy_seconds() - machine_first
         progress.update(task, completed=len(watcher.seen))
         watcher.stop()
         if profiler is not None:
@@ -354,6 +365,22 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         "sink": "own process (cact sink)" if sink else "in the worker",
         "sink_cpu_ms_per_participant": round(sink_cpu_day * 1000 / day.participants, 2) if sink else None,
         "sink_peak_rss_mb": round(sink_rss, 1) if sink else None,
+        # Where the rest of the machine's CPU went during the day: the broker, and what is left (PostgreSQL,
+        # mostly) once the worker, the sink, the broker and this benchmark's own polling are taken out.
+        "broker_cpu_ms_per_participant": round(broker_cpu_day * 1000 / day.participants, 2),
+        "machine_busy_ms_per_participant": round(machine_day * 1000 / day.participants, 2),
+        "other_cpu_ms_per_participant": round((machine_day - cpu_day - sink_cpu_day - broker_cpu_day - bench_cpu_day)
+                                              * 1000 / day.participants, 2),
+        "machine_cores_busy": round(machine_day / seconds, 2),
+    }
+    cores = os.cpu_count() or 1
+    rest = result["sink_cpu_ms_per_participant"] or 0.0
+    rest += result["broker_cpu_ms_per_participant"] + max(result["other_cpu_ms_per_participant"], 0.0)
+    result |= {
+        # The most this machine could do with every core busy at the day's CPU cost per participant, and the
+        # most it could do if the worker cost nothing at all: the floor is out of reach when that is below it.
+        "machine_ceiling_participants_per_s": round(cores * 1000 / result["machine_busy_ms_per_participant"], 1),
+        "ceiling_without_worker_participants_per_s": round(cores * 1000 / rest, 1) if rest else None,
         "worker_inside": {  # from the worker's /metrics after the day: where its time went
             "process_batches": int(inside["cact_batch_seconds_count"]),
             "process_seconds": round(inside["cact_batch_seconds_sum"], 2),
@@ -444,7 +471,10 @@ def render(result: dict[str, Any], console: Console) -> None:
     table.add_column("value", justify="right")
     table.add_column("floor", justify="right")
     floors = {"participants_per_s": "≥ 1,000", "p99_latency_ms": "≤ 1,000", "worker_peak_rss_mb": "≤ 500"}
-    for key in ("participants_per_s", "worker_cpu_ms_per_participant", "answers_per_s", "raw_consume_answers_per_s", "ratio_to_raw", "p50_latency_ms",
+    for key in ("participants_per_s", "worker_cpu_ms_per_participant", "sink_cpu_ms_per_participant",
+                "broker_cpu_ms_per_participant", "other_cpu_ms_per_participant", "machine_busy_ms_per_participant",
+                "machine_cores_busy", "machine_ceiling_participants_per_s", "ceiling_without_worker_participants_per_s",
+                "answers_per_s", "raw_consume_answers_per_s", "ratio_to_raw", "p50_latency_ms",
                 "p99_latency_ms", "worker_peak_rss_mb", "seconds", "messages", "events_per_message"):
         value = result[key]
         table.add_row(key, f"{value:,}" if isinstance(value, (int, float)) else str(value), floors.get(key, ""))
@@ -458,8 +488,8 @@ DOC_HEADER = """
 
 Appended by `make bench` (one worker, broker and PostgreSQL on the same machine).
 
-| date (UTC) | commit | participants | participants/s | worker CPU ms/participant | answers/s | raw answers/s | ratio to raw | p50 ms | p99 ms | peak RSS MB | floors met |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| date (UTC) | commit | participants | participants/s | worker CPU ms/participant | machine CPU ms/participant | machine ceiling/s | answers/s | raw answers/s | ratio to raw | p50 ms | p99 ms | peak RSS MB | floors met |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 """
 
 
@@ -470,7 +500,8 @@ def append_doc(result: dict[str, Any], path: Path = DOC) -> None:
     met = "yes" if all(result["floors"].values()) else "no: " + ", ".join(k for k, v in result["floors"].items() if not v)
     sink = " (sink process)" if str(result.get("sink", "")).startswith("own") else ""
     row = (f"| {result['at'][:16].replace('T', ' ')} | {result['commit']}{sink} | {result['participants']:,} | "
-           f"{result['participants_per_s']:,} | {result.get('worker_cpu_ms_per_participant', '')} | {result['answers_per_s']:,} | {result['raw_consume_answers_per_s']:,} | "
+           f"{result['participants_per_s']:,} | {result.get('worker_cpu_ms_per_participant', '')} | "
+           f"{result.get('machine_busy_ms_per_participant', '–')} | {result.get('machine_ceiling_participants_per_s', '–')} | {result['answers_per_s']:,} | {result['raw_consume_answers_per_s']:,} | "
            f"{result['ratio_to_raw']} | {result['p50_latency_ms']} | {result['p99_latency_ms']} | "
            f"{result['worker_peak_rss_mb']} | {met} |\n")
     path.write_text(text_.rstrip("\n") + "\n" + row, encoding="utf-8")

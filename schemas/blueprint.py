@@ -75,25 +75,35 @@ class SectionSpec(_Model):
 
     @cached_property
     def scoring_plan(self) -> "ScoringPlan":
-        """The key flattened once: the worker scores every sheet of the day against it (docs/benchmarks.md)."""
-        subtests = []
+        """The key laid out by item position once: the worker scores every sheet of the day against it with
+        C-level passes over positions, not a Python loop per answer (docs/benchmarks.md)."""
+        weights: list[dict[str, float]] = []
+        spans = []
         comp_max: dict[Competency, float] = {}
+        comp_positions: dict[Competency, list[int]] = {}
         for sub in self.subtests:
-            sub_max = 0.0
+            start, sub_max = len(weights), 0.0
             for item in sub.items:  # the same additions in the same order as scoring one by one: same floats
                 sub_max += item.max_weight
                 if item.competency is not None:
                     comp_max[item.competency] = comp_max.get(item.competency, 0.0) + item.max_weight
-            subtests.append((sub.code, tuple((i.item_id, i.options, i.competency) for i in sub.items), sub_max))
-        return ScoringPlan(tuple(subtests), comp_max, len(self.item_ids))
+                    comp_positions.setdefault(item.competency, []).append(len(weights))
+                weights.append(item.options)
+            spans.append((sub.code, start, len(weights), sub_max))
+        return ScoringPlan(tuple(weights), tuple(spans), comp_max,
+                           {c: tuple(p) for c, p in comp_positions.items()}, len(self.item_ids))
+
 
 
 @dataclass(frozen=True)
 class ScoringPlan:
-    """Per sub-test: its code, (item id, option weights, competency) per item, and its maximum raw score."""
+    """A section's key by item position (blueprint order): option weights per position, each sub-test's
+    position span and maximum raw score, each competency's positions and maximum."""
 
-    subtests: tuple[tuple[str, tuple[tuple[str, Mapping[str, float], Competency | None], ...], float], ...]
+    weights: tuple[dict[str, float], ...]
+    subtests: tuple[tuple[str, int, int, float], ...]  # code, start, end (exclusive), maximum raw score
     competency_max: dict[Competency, float]
+    competency_positions: dict[Competency, tuple[int, ...]]
     items: int
 
 
@@ -203,6 +213,9 @@ def load_blueprint(path: Path) -> Blueprint:
         raise BlueprintError(f"{path}: {_describe(exc, data)}") from None
 
 
+#: A packed sheet's characters for a blank answer and for an item not answered at all (streams/processor.py).
+PACKED_BLANKS = ("-", ".")
+
 SAMPLE_DIR = Path(__file__).parent / "blueprints"
 
 
@@ -229,6 +242,15 @@ class BlueprintRegistry:
         self._options: dict[Section, dict[str, frozenset[str]]] = {section: {} for section in Section}
         for item_id, (section, _code, item) in self._items.items():
             self._options[section][item_id] = frozenset(item.options)
+        # Per blueprint section, what the bank allows at each item position (blank included), when every
+        # allowed option is one character: a sheet naming exactly those items in order is checked and packed
+        # in one C-level pass (streams/processor.py). None where a position allows a longer label.
+        self._allowed: dict[tuple[str, str, Section], tuple[frozenset[str | None], ...] | None] = {}
+        for bp in blueprints:
+            for spec in bp.sections:
+                allowed = tuple(self._options[spec.section][i] | {None} for i in spec.item_ids)
+                packable = all(len(o) == 1 and o not in PACKED_BLANKS for opts in allowed for o in opts if o is not None)
+                self._allowed[(bp.blueprint_id, bp.version, spec.section)] = allowed if packable else None
 
     @classmethod
     def from_dir(cls, folder: Path | None = None) -> "BlueprintRegistry":
@@ -253,6 +275,11 @@ class BlueprintRegistry:
     def options_in(self, section: Section) -> Mapping[str, frozenset[str]]:
         """Item id → its option labels, for the items of ``section`` in any loaded blueprint."""
         return self._options[section]
+
+    def allowed_by_position(self, blueprint: Blueprint, section: Section) -> tuple[frozenset[str | None], ...] | None:
+        """The options ``options_in`` allows at each position of the blueprint's section, blank (None)
+        included; None when the section is absent or some allowed option is not a single character."""
+        return self._allowed.get((blueprint.blueprint_id, blueprint.version, section))
 
     def find_item(self, item_id: str) -> tuple[Section, str, Item] | None:
         """Any blueprint's item: lab events are checked against the whole bank, before the session is known."""

@@ -107,6 +107,7 @@ def create_app(settings: Settings) -> faust.App:
             self.events = 0
 
     accepted: dict[str, Any] = {}  # prometheus children by event type: labels() per event showed in profiles
+    emitted: dict[str, Any] = {}
 
     def handle_message(chunk: Chunk, event: EventT) -> None:
         msg = event.message
@@ -146,12 +147,18 @@ def create_app(settings: Settings) -> faust.App:
 
     async def finish(chunk: Chunk) -> None:
         # Outputs first, acknowledged by the broker; only then the new state (see streams/state.py).
-        pending = [await outputs[o.topic.name].send(key=o.key().encode(), value=o.to_bytes(), force=True)
+        # Straight to the producer: the outputs are bytes already, and Topic.send's channel, codec and sensor
+        # layers cost more per message than the send itself (docs/benchmarks.md).
+        producer = app.producer
+        pending = [await producer.send(o.topic.name, o.key().encode(), o.to_bytes(), None, None, None)
                    for o in chunk.out]
         if pending:
             await asyncio.gather(*pending)
         for o in chunk.out:
-            metrics.EMITTED.labels(event_type=o.event_type).inc()
+            counter = emitted.get(o.event_type)
+            if counter is None:
+                counter = emitted[o.event_type] = metrics.EMITTED.labels(event_type=o.event_type)
+            counter.inc()
         blueprints["current"] = chunk.processor.registry  # keeps a key correction loaded by a rescore
         written = chunk.sessions.flush() + chunk.participants.flush()
         metrics.STATE_WRITES.inc(written)
@@ -257,4 +264,8 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel, quiet=True)
+    # Faust's start-up spinner sets the root logger to DEBUG (so it can spin on every record) and leaves it
+    # there: every debug call of Faust and aiokafka then built a LogRecord, ~5% of the worker's CPU.
+    worker.spinner = None
+    worker.execute_from_commandline()

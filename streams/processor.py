@@ -15,6 +15,7 @@ so reprocessing after a crash re-emits duplicates the sinks ignore, never differ
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,7 @@ from typing import Any
 import orjson
 
 from schemas import events as ev
-from schemas.blueprint import BlueprintRegistry
+from schemas.blueprint import PACKED_BLANKS, BlueprintRegistry
 from schemas.decode import Reason, Rejected
 from schemas.domain import AttendanceStatus as St
 from schemas.domain import Competency, PositionTier, Purpose, Section
@@ -48,8 +49,10 @@ def _at(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-_BLANK, _ABSENT = "-", "."
+_BLANK, _ABSENT = PACKED_BLANKS
 _MISSING = object()
+_item_ids, _options = operator.itemgetter("item_id"), operator.itemgetter("option")
+_PACKED_CHAR: dict[str | None, str] = {None: _BLANK}
 
 
 def _layout(blueprint: Any, section: str) -> tuple[tuple[str, ...], frozenset[str]] | None:
@@ -92,6 +95,37 @@ def _unpack_answers(registry: BlueprintRegistry, stored: dict[str, Any]) -> dict
     if layout is None:
         raise RuntimeError(f"blueprint {stored['layout']} of a stored sheet is no longer loaded")
     return {item: (None if c == _BLANK else c) for item, c in zip(layout[0], answers) if c != _ABSENT}
+
+
+def _pack_in_order(registry: BlueprintRegistry, blueprint: Any, section: Section, items: list[str],
+                   options: list[str | None]) -> dict[str, Any] | None:
+    """The common sheet, checked and packed with C-level passes: the items of the session's blueprint in its
+    order (a whole sheet, or the first part of it as an autosave has), each with an option the bank allows.
+
+    Same acceptance as ``scoring.check_answers`` and same packing as ``_pack_answers``, whose Python loop per
+    answer was the worker's largest cost (docs/benchmarks.md); None sends any other sheet their way."""
+    if blueprint is None:
+        return None
+    allowed = registry.allowed_by_position(blueprint, section)
+    if allowed is None or len(items) > len(allowed):
+        return None
+    layout = blueprint.section(section).item_ids
+    if tuple(items) != layout[:len(items)] or not all(map(operator.contains, allowed, options)):
+        return None
+    return {"answers": "".join(map(_PACKED_CHAR.get, options, options)) + _ABSENT * (len(layout) - len(items)),
+            "layout": [blueprint.blueprint_id, blueprint.version]}
+
+
+def _merge_packed(newer: str, older: str) -> str:
+    """Two packed autosaves of one layout: each item as the newer one has it, else as the older one."""
+    return "".join(o if n == _ABSENT else n for n, o in zip(newer, older))
+
+
+def _sheet_answers(registry: BlueprintRegistry, stored: dict[str, Any], blueprint: Any, section: str) -> Any:
+    """A stored sheet as scoring takes it: still packed when it was packed in this blueprint's layout."""
+    if stored.get("layout") == [blueprint.blueprint_id, blueprint.version]:
+        return stored["answers"]
+    return _unpack_answers(registry, {**stored, "section": section})
 
 
 def _digest(payload: dict[str, Any]) -> str:
@@ -253,9 +287,23 @@ class SessionProcessor:
         self.sessions[p.session_id] = s
         self._advance_window(s, p.session_id)
 
-    def _on_AnswersSaved(self, p: ev.AnswersSavedPayload) -> None:
-        answers = {a["item_id"]: a["option"] for a in p.answers}
+    def _sheet(self, p: ev.AnswersSavedPayload | ev.SectionSubmittedPayload) -> tuple[dict[str, Any] | None, dict[str, str | None] | None]:
+        """Check a sheet against the bank before any state changes: (packed, None) for the common sheet,
+        (None, answers) for any other, which ``_pack_answers`` packs as it can."""
+        answers_in = p.answers
+        if isinstance(answers_in, ev.AnswerList):  # as decoded: the columns were taken out by the check
+            items, options = answers_in.item_ids, answers_in.options
+        else:
+            items, options = list(map(_item_ids, answers_in)), list(map(_options, answers_in))
+        packed = _pack_in_order(self.registry, self._blueprint_of(self._session(p.session_id)), p.section, items, options)
+        if packed is not None:
+            return packed, None
+        answers = dict(zip(items, options))
         scoring.check_answers(self.registry, p.section, answers)
+        return None, answers
+
+    def _on_AnswersSaved(self, p: ev.AnswersSavedPayload) -> None:
+        packed, answers = self._sheet(p)
         s, part = self._lab_event(p.session_id, p.nip)
         assert part is not None
         at = self._trigger.occurred_at
@@ -264,22 +312,31 @@ class SessionProcessor:
             saved = part["autosave"].setdefault(p.section.value, {"answers": "{}", "at": at.isoformat(), "event_ids": []})
             eid = str(self._trigger.event_id)
             if eid not in saved["event_ids"]:
-                merged = _unpack_answers(self.registry, {**saved, "section": p.section.value})
-                if at >= _at(saved["at"]):
-                    merged.update(answers)
+                newer = at >= _at(saved["at"])
+                if packed is not None and (saved["answers"] == "{}" or saved.get("layout") == packed["layout"]):
+                    if saved["answers"] != "{}":  # the first autosave is taken as it is
+                        pair = (packed["answers"], saved["answers"])
+                        packed["answers"] = _merge_packed(*(pair if newer else pair[::-1]))
+                    saved.update(packed)
+                else:
+                    merged = _unpack_answers(self.registry, {**saved, "section": p.section.value})
+                    if answers is None:
+                        answers = _unpack_answers(self.registry, {**packed, "section": p.section.value})
+                    if newer:
+                        merged.update(answers)
+                    else:  # an older autosave arriving late must not overwrite newer answers
+                        for item, option in answers.items():
+                            merged.setdefault(item, option)
+                    saved.pop("layout", None)
+                    saved.update(_pack_answers(merged, self._blueprint_of(s), p.section.value))
+                if newer:
                     saved["at"] = at.isoformat()
-                else:  # an older autosave arriving late must not overwrite newer answers
-                    for item, option in answers.items():
-                        merged.setdefault(item, option)
-                saved.pop("layout", None)
-                saved.update(_pack_answers(merged, self._blueprint_of(s), p.section.value))
                 saved["event_ids"].append(eid)
         self._refresh(s, part)
         self._advance_window(s, p.session_id)
 
     def _on_SectionSubmitted(self, p: ev.SectionSubmittedPayload) -> None:
-        answers = {a["item_id"]: a["option"] for a in p.answers}
-        scoring.check_answers(self.registry, p.section, answers)
+        packed, answers = self._sheet(p)
         s, part = self._lab_event(p.session_id, p.nip)
         assert part is not None
         at = self._trigger.occurred_at
@@ -287,8 +344,8 @@ class SessionProcessor:
         old = part["sheets"].get(p.section.value)
         # A section submitted twice: the later occurred_at wins (event id breaks ties, so replays agree).
         if old is None or (at, eid) > (_at(old["at"]), old["event_id"]):
-            part["sheets"][p.section.value] = {**_pack_answers(answers, self._blueprint_of(s), p.section.value),
-                                               "completion": p.completion, "at": at.isoformat(), "event_id": eid}
+            sheet = packed if packed is not None else _pack_answers(answers or {}, self._blueprint_of(s), p.section.value)
+            part["sheets"][p.section.value] = {**sheet, "completion": p.completion, "at": at.isoformat(), "event_id": eid}
         part["autosave"].pop(p.section.value, None)
         self._refresh(s, part)
         self._advance_window(s, p.session_id)
@@ -495,14 +552,14 @@ class SessionProcessor:
         for sec in wanted:
             if sec in part["sheets"]:
                 sheet = part["sheets"][sec]
-                sheets[Section(sec)] = scoring.Sheet(_unpack_answers(self.registry, {**sheet, "section": sec}), sheet["completion"])
+                sheets[Section(sec)] = scoring.Sheet(_sheet_answers(self.registry, sheet, blueprint, sec), sheet["completion"])
                 provenance.add(sheet["event_id"])
                 times.append(sheet["at"])
                 if sheet["completion"] == "timed_out":
                     flags.add("timed_out")
             elif sec in part["autosave"]:
                 saved = part["autosave"][sec]
-                sheets[Section(sec)] = scoring.Sheet(_unpack_answers(self.registry, {**saved, "section": sec}), "autosave")
+                sheets[Section(sec)] = scoring.Sheet(_sheet_answers(self.registry, saved, blueprint, sec), "autosave")
                 provenance.update(saved["event_ids"])
                 times.append(saved["at"])
                 flags.add("scored_from_autosave")

@@ -12,14 +12,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
+from functools import cached_property, reduce
+from itertools import repeat
+from operator import add
 from pathlib import Path
 from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.blueprint import Blueprint, BlueprintRegistry, SectionSpec
+from schemas.blueprint import PACKED_BLANKS, Blueprint, BlueprintRegistry, SectionSpec
 from schemas.decode import Reason, Rejected
 from schemas.domain import SIASN_FIELD, Competency, PositionTier, Purpose, Section
 
@@ -103,11 +105,6 @@ def check_answers(registry: BlueprintRegistry, section: Section, answers: Answer
             raise Rejected(Reason.UNKNOWN_OPTION, f"item {item_id!r} has no option {option!r}")
 
 
-def _weight(options: Mapping[str, float], option: str | None) -> float:
-    # Blank, or an option the current key no longer has (after a key correction), scores 0.
-    return options.get(option, 0.0) if option is not None else 0.0
-
-
 def level_for(percent: float, cuts: list[float]) -> int:
     """Level 1..5: how many cut scores the percent reaches (cuts start at 0, so at least 1)."""
     return max(1, bisect.bisect_right(cuts, percent + 1e-9))
@@ -129,25 +126,35 @@ class SectionOutcome:
     competencies: dict[Competency, tuple[float, float]] = field(default_factory=dict)  # raw, max
 
 
-def score_section(spec: SectionSpec, answers: Answers, completion: str) -> SectionOutcome:
-    """Score one section's sheet: sum of chosen option weights, overall, per sub-test and per competency."""
+def positional(spec: SectionSpec, answers: Answers | str) -> list[str | None]:
+    """A sheet as one option (or None for blank/unanswered) per item position of the section.
+
+    ``answers`` is either item id → option, or the packed form the worker keeps in state: one character per
+    item in blueprint order, ``-`` for blank and ``.`` for not answered (streams/processor.py)."""
+    if isinstance(answers, str):
+        if len(answers) != len(spec.item_ids):
+            raise ValueError(f"a packed {spec.section.value} sheet has {len(spec.item_ids)} characters, not {len(answers)}")
+        return list(map(_UNPACKED.get, answers, answers))
+    return list(map(answers.get, spec.item_ids))
+
+
+_UNPACKED: dict[str, str | None] = {c: None for c in PACKED_BLANKS}
+
+
+def score_section(spec: SectionSpec, answers: Answers | str, completion: str) -> SectionOutcome:
+    """Score one section's sheet: sum of chosen option weights, overall, per sub-test and per competency.
+
+    Each sum adds the weights in item order starting from 0.0 (``reduce``, not ``sum``, whose float
+    summation changed in Python 3.12), so a result is the same floats whichever way it is recomputed."""
     plan = spec.scoring_plan
+    options = positional(spec, answers)
+    # An option the current key no longer has (after a key correction), or a blank, scores 0.
+    weights = list(map(dict.get, plan.weights, options, repeat(0.0)))
+    answered = len(options) - options.count(None)
     raw_total = max_total = 0.0
-    answered = 0
     subtests: dict[str, tuple[float, int]] = {}
-    comp_raw: dict[Competency, float] = {c: 0.0 for c in plan.competency_max}
-    for code, items, sub_max in plan.subtests:
-        sub_raw = 0.0
-        for item_id, options, competency in items:
-            option = answers.get(item_id)
-            if option is None:
-                w = 0.0
-            else:
-                answered += 1
-                w = options.get(option, 0.0)  # an option the current key no longer has scores 0
-            sub_raw += w
-            if competency is not None:
-                comp_raw[competency] += w
+    for code, start, end, sub_max in plan.subtests:
+        sub_raw = reduce(add, weights[start:end], 0.0)
         sub_score = percent(sub_raw, sub_max)
         subtests[code] = (sub_score, level_for(sub_score, spec.cut_scores))
         raw_total += sub_raw
@@ -156,7 +163,8 @@ def score_section(spec: SectionSpec, answers: Answers, completion: str) -> Secti
     return SectionOutcome(
         section=spec.section, score=score, level=level_for(score, spec.cut_scores), answered=answered,
         items=plan.items, completion=completion, subtests=subtests,
-        competencies={c: (comp_raw[c], plan.competency_max[c]) for c in plan.competency_max},
+        competencies={c: (reduce(add, map(weights.__getitem__, plan.competency_positions[c]), 0.0), plan.competency_max[c])
+                      for c in plan.competency_max},
     )
 
 
@@ -231,7 +239,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Sheet:
-    answers: Answers
+    answers: Answers | str  # item id → option, or packed in the section's item order (see ``positional``)
     completion: str  # submitted | timed_out | autosave
 
 

@@ -9,6 +9,7 @@ the same events processed the plain way.
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from schemas import events as ev
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import decode_event
+from schemas.decode import Reason, Rejected, decode_event
 from schemas.domain import Section
 from streams import processor as proc_mod
 from streams import scoring
@@ -136,3 +137,71 @@ def test_autosaves_of_a_submitted_section_are_not_kept(registry: BlueprintRegist
     assert "mansoskul" in participant(p)["autosave"]
     run(p, [submitted(answers), at(ev.AnswersSaved, 101, nip=NIP, section="mansoskul", answers=saved)])
     assert participant(p)["autosave"] == {}
+
+
+# A sheet naming the blueprint's items in its order (the whole sheet, or its first part as an autosave has)
+# is checked and packed with C-level passes; any other sheet goes the general way. Both must agree.
+
+def in_order_sheet(registry: BlueprintRegistry, seed: int) -> list[tuple[str, str | None]]:
+    rng = random.Random(seed)
+    spec = registry.get("mansoskul-only").section(Section.MANSOSKUL)  # type: ignore[union-attr]
+    return [(i.item_id, None if rng.random() < 0.1 else rng.choice(sorted(i.options))) for i in spec.items]
+
+
+def answers_of(pairs: list[tuple[str, str | None]]) -> list[dict[str, str | None]]:
+    return [{"item_id": k, "option": v} for k, v in pairs]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_sheet_in_blueprint_order_is_packed_as_the_general_path_packs_it(registry: BlueprintRegistry, seed: int) -> None:
+    pairs = in_order_sheet(registry, seed)
+    fast, general = SessionProcessor(registry, ScoringPolicy(), {}, {}), SessionProcessor(registry, ScoringPolicy(), {}, {})
+    lab = [at(ev.ParticipantCheckedIn, 0, nip=NIP)]
+    sheet = at(ev.SectionSubmitted, 100, nip=NIP, section="mansoskul", completion="submitted", answers=answers_of(pairs))
+    reversed_sheet = sheet.model_copy(update={"payload": sheet.payload.model_copy(
+        update={"answers": answers_of(pairs[::-1])})})  # same answers, not in blueprint order: the general path
+    first = [o for o in run(fast, schedule() + lab + [sheet]) if isinstance(o, ev.ParticipantScored)]
+    second = [o for o in run(general, schedule() + lab + [reversed_sheet]) if isinstance(o, ev.ParticipantScored)]
+    bp = registry.get("mansoskul-only")
+    assert participant(fast)["sheets"]["mansoskul"]["answers"] == \
+        proc_mod._pack_answers(dict(pairs), bp, "mansoskul")["answers"] == participant(general)["sheets"]["mansoskul"]["answers"]
+    assert first[-1].payload.model_dump(exclude={"provenance"}) == second[-1].payload.model_dump(exclude={"provenance"})
+
+
+def test_autosaves_in_blueprint_order_merge_as_the_general_path_merges_them(registry: BlueprintRegistry) -> None:
+    pairs = in_order_sheet(registry, 4)
+    newer = [(k, "A" if v != "A" else "B") for k, v in pairs[:30]]  # changes earlier answers; options A-E exist
+    saves = [(40, pairs[:60]), (20, newer[:10]), (80, newer)]  # the second, older one arrives late
+    outcomes = []
+    for order in (lambda x: x, lambda x: x[::-1]):  # in blueprint order (fast) and reversed (general)
+        p = SessionProcessor(registry, ScoringPolicy(), {}, {})
+        run(p, schedule() + [at(ev.ParticipantCheckedIn, 0, nip=NIP)] +
+            [at(ev.AnswersSaved, m, nip=NIP, section="mansoskul", answers=answers_of(order(s))) for m, s in saves])
+        (res,) = [o for o in run(p, [at(ev.SessionClosed, 180)]) if isinstance(o, ev.ParticipantScored)]
+        outcomes.append((participant(p)["autosave"]["mansoskul"]["answers"], res.payload.sections))
+    expected = dict(pairs[:60]) | dict(newer)  # the latest autosave wins; the late older one changes nothing
+    bp = registry.get("mansoskul-only")
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == proc_mod._pack_answers(expected, bp, "mansoskul")["answers"]
+
+
+def test_an_unknown_option_in_an_in_order_sheet_is_rejected_with_its_reason(registry: BlueprintRegistry) -> None:
+    pairs = in_order_sheet(registry, 5)
+    pairs[7] = (pairs[7][0], "Z")
+    p = SessionProcessor(registry, ScoringPolicy(), {}, {})
+    run(p, schedule() + [at(ev.ParticipantCheckedIn, 0, nip=NIP)])
+    with pytest.raises(Rejected) as exc:
+        run(p, [at(ev.SectionSubmitted, 100, nip=NIP, section="mansoskul", completion="submitted", answers=answers_of(pairs))])
+    assert exc.value.reason == Reason.UNKNOWN_OPTION and pairs[7][0] in exc.value.detail
+    assert "mansoskul" not in participant(p)["sheets"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_packed_sheet_scores_exactly_as_its_answers(registry: BlueprintRegistry, seed: int) -> None:
+    rng = random.Random(seed)
+    for bp in (registry.get("cact-full"), registry.get("mansoskul-only")):
+        for spec in bp.sections:  # type: ignore[union-attr]
+            answers = {i.item_id: (None if rng.random() < 0.1 else rng.choice(sorted(i.options)))
+                       for i in spec.items if rng.random() > 0.1}
+            packed = proc_mod._pack_answers(answers, bp, spec.section.value)["answers"]
+            assert scoring.score_section(spec, packed, "submitted") == scoring.score_section(spec, answers, "submitted")
