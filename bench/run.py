@@ -160,9 +160,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def machine_busy_seconds() -> float:
-    """CPU time all cores spent busy (not idle or waiting for I/O): what the day cost the whole machine."""
+    """CPU time all cores spent busy (user, nice, system, irq, softirq; not idle, I/O wait or time stolen by
+    the hypervisor): what the day cost the whole machine."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / os.sysconf("SC_CLK_TCK")
 
 
 class SinkProcess(WorkerProcess):
