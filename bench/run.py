@@ -145,6 +145,31 @@ async def raw_consume(settings: Settings, advance: Callable[[int], None]) -> dic
 # Watching the worker and the store
 # ------------------------------------------------------------------------------------------------
 
+def domain_only(settings: Settings, day: BenchDay, messages: Sequence[Message], sample: int,
+                advance: Callable[[int], None]) -> dict[str, float]:
+    """The worker's own domain code alone, in this process with no Kafka and no Faust: decode and validate
+    each message, run it through the processor, serialise what it emits. Its CPU per participant is what any
+    worker built on this code needs at the least, whatever carries the messages (docs/benchmarks.md)."""
+    from schemas.decode import Rejected, decode_event, unpack
+    from streams.processor import SessionProcessor
+    from streams.scoring import ScoringPolicy
+
+    keys = {s.session_id for s in day.sessions[: max(1, sample // 30)]}
+    chosen = [m for m in messages if m[1] in keys]
+    participants = sum(len(s.sittings) for s in day.sessions if s.session_id in keys)
+    processor = SessionProcessor(BlueprintRegistry.from_dir(settings.blueprint_dir),
+                                 ScoringPolicy.load(settings.scoring_policy), {}, {})
+    started = time.process_time()
+    for topic, _key, value in chosen:
+        for _index, event in unpack(decode_event(value, topic=topic), topic=topic):
+            if isinstance(event, Rejected):
+                raise RuntimeError(f"the generated day broke the contract: {event.reason} {event.detail}")
+            for out in processor.handle(event):
+                out.to_bytes()
+        advance(1)
+    return {"participants": participants, "cpu_ms_per_participant": (time.process_time() - started) * 1000 / participants}
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's high-water RSS (VmHWM): the kernel keeps the peak, so sampling cannot miss it."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -293,12 +318,17 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         task = progress.add_task("raw aiokafka consume + decode (the limit)", total=len(messages))
         raw = asyncio.run(raw_consume(settings, lambda n: progress.advance(task, n)))
 
+        sample = min(args.participants, 3000)
+        task = progress.add_task(f"domain code alone, no Kafka ({sample:,} participants)", total=None)
+        domain = domain_only(settings, day, messages, sample, lambda n: progress.advance(task, n))
+        progress.update(task, total=1, completed=1)
+
         worker = WorkerProcess(settings, work / "worker.log")
         stack.callback(worker.stop)
         sink = SinkProcess(settings, work / "sink.log") if args.sink_process else None
         if sink is not None:
             stack.callback(sink.stop)
-        watcher = ResultWatcher(db_url, day.activity_id, interval=0.1)
+        watcher = ResultWatcher(db_url, day.activity_id, interval=0.25)  # its queries cost PostgreSQL CPU too
         profiler = None
         if args.profile:
             profiler = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
@@ -382,6 +412,9 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         # most it could do if the worker cost nothing at all: the floor is out of reach when that is below it.
         "machine_ceiling_participants_per_s": round(cores * 1000 / result["machine_busy_ms_per_participant"], 1),
         "ceiling_without_worker_participants_per_s": round(cores * 1000 / rest, 1) if rest else None,
+        # ...and with a worker that spent nothing beyond its domain code (decode, validate, score, serialise).
+        "domain_cpu_ms_per_participant": round(domain["cpu_ms_per_participant"], 2),
+        "ceiling_domain_only_participants_per_s": round(cores * 1000 / (rest + domain["cpu_ms_per_participant"]), 1),
         "worker_inside": {  # from the worker's /metrics after the day: where its time went
             "process_batches": int(inside["cact_batch_seconds_count"]),
             "process_seconds": round(inside["cact_batch_seconds_sum"], 2),
@@ -475,6 +508,7 @@ def render(result: dict[str, Any], console: Console) -> None:
     for key in ("participants_per_s", "worker_cpu_ms_per_participant", "sink_cpu_ms_per_participant",
                 "broker_cpu_ms_per_participant", "other_cpu_ms_per_participant", "machine_busy_ms_per_participant",
                 "machine_cores_busy", "machine_ceiling_participants_per_s", "ceiling_without_worker_participants_per_s",
+                "domain_cpu_ms_per_participant", "ceiling_domain_only_participants_per_s",
                 "answers_per_s", "raw_consume_answers_per_s", "ratio_to_raw", "p50_latency_ms",
                 "p99_latency_ms", "worker_peak_rss_mb", "seconds", "messages", "events_per_message"):
         value = result[key]
