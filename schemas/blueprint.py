@@ -94,7 +94,6 @@ class SectionSpec(_Model):
                            {c: tuple(p) for c, p in comp_positions.items()}, len(self.item_ids))
 
 
-
 @dataclass(frozen=True)
 class ScoringPlan:
     """A section's key by item position (blueprint order): option weights per position, each sub-test's

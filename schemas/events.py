@@ -8,7 +8,6 @@ The JSON Schemas under ``schemas/json/`` are generated from these classes (``cac
 
 from __future__ import annotations
 
-import itertools
 import operator
 import uuid
 from datetime import date, datetime
