@@ -83,9 +83,7 @@ def create_app(settings: Settings) -> faust.App:
         web_in_thread=False,
     )
 
-    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(*(t.name for t in topics.INPUT_TOPICS), **raw)
-    outputs = {t.name: app.topic(t.name, **raw) for t in topics.ALL_TOPICS}
+    inputs = app.topic(*(t.name for t in topics.INPUT_TOPICS), key_serializer="raw", value_serializer="raw")
     sessions = app.Table("cact-sessions", partitions=settings.topic_partitions)
     participants = app.Table("cact-participants", partitions=settings.topic_partitions)
 
@@ -104,10 +102,8 @@ def create_app(settings: Settings) -> faust.App:
             self.processor = SessionProcessor(blueprints["current"], policy, self.sessions, self.participants,
                                               attendance, reload=blueprints["current"].reload)
             self.out: list[Event] = []
+            self.accepted: list[str] = []  # event types, counted once per chunk
             self.events = 0
-
-    accepted: dict[str, Any] = {}  # prometheus children by event type: labels() per event showed in profiles
-    emitted: dict[str, Any] = {}
 
     def handle_message(chunk: Chunk, event: EventT) -> None:
         msg = event.message
@@ -123,10 +119,7 @@ def create_app(settings: Settings) -> faust.App:
                     if msg.topic == topics.LAB.name and decoded.lab_id != PIPELINE_ID:
                         lab_seen[decoded.lab_id] = session_seen[decoded.key()] = time.time()
                     chunk.out.extend(chunk.processor.handle(decoded))
-                    counter = accepted.get(decoded.event_type)
-                    if counter is None:
-                        counter = accepted[decoded.event_type] = metrics.EVENTS_IN.labels(event_type=decoded.event_type)
-                    counter.inc()
+                    chunk.accepted.append(decoded.event_type)
                 except Rejected as exc:
                     failures.append((exc.reason, at_index(index) + exc.detail))
                 except Exception as exc:  # a bug must not stop the lab's other sessions: park the event
@@ -145,20 +138,21 @@ def create_app(settings: Settings) -> faust.App:
                                          value=msg.value, timestamp=msg.timestamp, reason=failures[0][0],
                                          detail="; ".join(d for _, d in failures)))
 
-    async def finish(chunk: Chunk) -> None:
-        # Outputs first, acknowledged by the broker; only then the new state (see streams/state.py).
-        # Straight to the producer: the outputs are bytes already, and Topic.send's channel, codec and sensor
-        # layers cost more per message than the send itself (docs/benchmarks.md).
+    async def send(events: Sequence[Event]) -> None:
+        """Send events to their topics and wait until the broker has acknowledged them all.
+
+        Straight to the producer: the events are bytes already, and Topic.send's channel, codec and sensor
+        layers cost more per message than the send itself (docs/benchmarks.md)."""
         producer = app.producer
-        pending = [await producer.send(o.topic.name, o.key().encode(), o.to_bytes(), None, None, None)
-                   for o in chunk.out]
+        pending = [await producer.send(e.topic.name, e.key().encode(), e.to_bytes(), None, None, None) for e in events]
         if pending:
             await asyncio.gather(*pending)
-        for o in chunk.out:
-            counter = emitted.get(o.event_type)
-            if counter is None:
-                counter = emitted[o.event_type] = metrics.EMITTED.labels(event_type=o.event_type)
-            counter.inc()
+
+    async def finish(chunk: Chunk) -> None:
+        # Outputs first, acknowledged by the broker; only then the new state (see streams/state.py).
+        await send(chunk.out)
+        metrics.count_by_event_type(metrics.EVENTS_IN, chunk.accepted)
+        metrics.count_by_event_type(metrics.EMITTED, (o.event_type for o in chunk.out))
         blueprints["current"] = chunk.processor.registry  # keeps a key correction loaded by a rescore
         written = chunk.sessions.flush() + chunk.participants.flush()
         metrics.STATE_WRITES.inc(written)
@@ -204,7 +198,7 @@ def create_app(settings: Settings) -> faust.App:
                 closing.add(session_id)
                 event = new_event(CheckinWindowClosed, lab_id=PIPELINE_ID, occurred_at=datetime.now(UTC),
                                   event_id=derived_id("wall-clock", session_id), payload={"session_id": session_id})
-                await outputs[topics.LAB.name].send(key=session_id.encode(), value=event.to_bytes(), force=True)
+                await send([event])
                 log.warning("check-in window of session %s closed by the wall clock: its lab is silent", session_id)
 
     def overview() -> dict[str, Any]:
