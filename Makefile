@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration schemas bench clean browser promtool
+.PHONY: install demo test test-unit test-integration schemas bench soak clean browser promtool
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,6 +42,15 @@ schemas: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The fault suite at full size (issue 12, docs/operations.md): 20 worker and 5 sink kill -9 under a CPU hog on a
+# 3,000-participant day, 3 seeds, plus a lab, database and SI ASN outage, a lost worker and 100,000 hostile
+# records; every run compared row by row with an uninterrupted run of its seed. Report: bench/results/soak.json.
+# Needs PostgreSQL (CACT_FAULTS_PG_ADMIN_URL). e.g. make soak SOAK_ARGS="--seeds 11 --scenarios kill_under_load"
+SOAK_ARGS ?= --hostile 100000
+soak: $(STAMP)
+	command -v stress-ng >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng) || echo "stress-ng not installed: the CPU hog uses Python busy loops"
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .cact build *.egg-info

@@ -8,7 +8,14 @@ thread delivers the spool in its original order with ``acks=all``, one request i
 the idempotent producer where the broker supports it, keyed by the contract's key (the session id) so a
 session's events share a partition. Rows stay pending until the broker acknowledged them, so an outage or a
 killed lab process loses nothing: the next emitter on the spool resends the leftovers first, and
-``event_id`` makes a resend harmless downstream.
+``event_id`` makes a resend harmless downstream. Acknowledged rows keep their payload for
+``lab_spool_keep_sent_hours``, so :meth:`LabEmitter.resend` (``cact lab resend --since``) can send them again
+to a broker that lost them.
+
+Size: a message whose encoded value is larger than ``max_message_bytes`` (``CACT_MAX_MESSAGE_BYTES``) is refused
+with :class:`InvalidEvent` ``too_large`` before it is spooled: the broker or the worker would refuse it anyway,
+and a lab must hear it at once, not find a failed row later. Autosave batches the emitter builds itself are
+split so that none is ever too large.
 
 Autosaves: :meth:`LabEmitter.autosave` takes single answers and emits one ``AnswersSaved`` per participant
 and section after ``lab_autosave_batch`` answers or ``lab_autosave_seconds``, and always before any later
@@ -36,9 +43,9 @@ from kafka import errors as kafka_errors
 from kafka.producer.future import FutureRecordMetadata
 from pydantic import ValidationError
 
-from producers.spool import (RAW_EVENT_TYPE, BufferedAnswer, NewRow, Spool, SpoolRow, normalize_destination,
-                             spool_status)
-from schemas.decode import Rejected, decode_event
+from producers.spool import (RAW_EVENT_TYPE, BufferedAnswer, NewRow, Requeued, Spool, SpoolRow,
+                             normalize_destination, spool_status)
+from schemas.decode import Reason, Rejected, decode_event
 from schemas.events import EVENT_TYPES, AnswersSaved, Event, EventBatch, SessionClosed, new_event
 from schemas.settings import Settings
 from streams.kafka import kafka_python_kwargs
@@ -115,6 +122,12 @@ def _row(event: Event) -> NewRow:
                   event_id=str(event.event_id), event_type=event.event_type)
 
 
+def too_large(size: int, limit: int) -> InvalidEvent:
+    return InvalidEvent(Reason.TOO_LARGE, f"the message is {size:,} bytes, more than CACT_MAX_MESSAGE_BYTES "
+                                          f"({limit:,}), which the worker dead-letters unread; send an EventBatch "
+                                          "as several smaller ones")
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
@@ -146,6 +159,7 @@ class LabEmitter:
         self._lab_id = lab_id or settings.lab_id
         self._autosave_batch = settings.lab_autosave_batch
         self._autosave_seconds = settings.lab_autosave_seconds
+        self.max_message_bytes = int(settings.max_message_bytes)
         self.spool_path = Path(spool_path or settings.lab_spool_path)
         self._producer_kwargs: dict[str, Any] = {
             "acks": "all", "linger_ms": linger_ms, "max_in_flight_requests_per_connection": 1,
@@ -180,32 +194,44 @@ class LabEmitter:
 
     # ---- sending ------------------------------------------------------------------------------
 
+    def check(self, event: Event | dict[str, Any] | bytes | str) -> Event:
+        """What ``send`` accepts: the validated event, or InvalidEvent (contract breaches and ``too_large``)."""
+        checked = validate(event)
+        self._sized(_row(checked))
+        return checked
+
+    def _sized(self, row: NewRow) -> NewRow:
+        if len(row.value) > self.max_message_bytes:
+            raise too_large(len(row.value), self.max_message_bytes)
+        return row
+
     def send(self, event: Event | dict[str, Any] | bytes | str) -> int:
         """Validate and spool one event; returns its spool sequence number. Never waits for Kafka."""
         checked = validate(event)
+        row = self._sized(_row(checked))
         with self._lock:
             self._emit_autosaves_before(checked)
-            row = _row(checked)
             seq = self._spool.append([row])[0]
             self._spooled([SpoolRow(seq, row.topic, row.key, row.value)])
         return seq
 
     def send_all(self, events: Iterable[Event | dict[str, Any] | bytes | str]) -> int:
         """Validate every event first, then spool them in one transaction: all or, on InvalidEvent, none."""
-        checked: list[Event] = []
+        checked: list[tuple[Event, NewRow]] = []
         for i, e in enumerate(events):
             try:
-                checked.append(validate(e))
+                event = validate(e)
+                checked.append((event, self._sized(_row(event))))
             except InvalidEvent as exc:
                 raise InvalidEvent(exc.reason, f"event {i}: {exc.detail}") from None
         with self._lock:
             rows: list[NewRow] = []
-            for e in checked:
+            for e, row in checked:
                 if self._buffers and self._autosaves_for(e):
                     self._append(rows)  # the autosaves go between the events before and this one
                     rows = []
                     self._emit_autosaves_before(e)
-                rows.append(_row(e))
+                rows.append(row)
             self._append(rows)
         return len(checked)
 
@@ -213,8 +239,11 @@ class LabEmitter:
         """Bypass validation: only the simulator uses it, to inject malformed input on purpose.
 
         Spooled like any event (event type ``(raw)``), so it keeps its place in the order and survives
-        outages like the rest.
+        outages like the rest. Too large is still refused (InvalidEvent ``too_large``): such a message would
+        only end as a failed row; send an oversize test message with a plain producer.
         """
+        if len(value) > self.max_message_bytes:
+            raise too_large(len(value), self.max_message_bytes)
         with self._lock:
             seq = self._spool.append([NewRow(topic, key, value, None, RAW_EVENT_TYPE)])[0]
             self._spooled([SpoolRow(seq, topic, key, value)])
@@ -261,6 +290,7 @@ class LabEmitter:
                           "payload": {"session_id": session_id, "nip": nip, "section": section,
                                       "answers": [{"item_id": item_id, "option": option}]}})
         assert isinstance(probe, AnswersSaved)
+        self._sized(_row(probe))  # a batch of this one answer must fit, or the answer could never be sent
         p = probe.payload
         with self._lock:
             rid = self._spool.buffer_answer(p.session_id, p.nip, str(p.section), item_id, option,
@@ -286,13 +316,22 @@ class LabEmitter:
 
     def _emit_buffer(self, key: tuple[str, str, str]) -> None:
         buf = self._buffers.pop(key)
-        answers = list(buf.latest.values())
+        rows = self._autosave_rows(key, list(buf.latest.values()))
+        seqs = self._spool.replace_answers(buf.ids, rows)
+        self._spooled([SpoolRow(seq, r.topic, r.key, r.value) for seq, r in zip(seqs, rows)])
+
+    def _autosave_rows(self, key: tuple[str, str, str], answers: list[BufferedAnswer]) -> list[NewRow]:
+        """One ``AnswersSaved`` for the answers, or, when that would be too large, halves of them in their order
+        (each item is in one of them only, so the worker merges them to the same answers)."""
         last = max(answers, key=lambda a: (datetime.fromisoformat(a.at), a.id))
         event = new_event(AnswersSaved, lab_id=last.lab_id, occurred_at=datetime.fromisoformat(last.at), payload={
             "session_id": key[0], "nip": key[1], "section": key[2],
             "answers": [{"item_id": a.item_id, "option": a.option} for a in answers]})
         row = _row(event)
-        self._spooled([SpoolRow(self._spool.replace_answers(buf.ids, row), row.topic, row.key, row.value)])
+        if len(row.value) <= self.max_message_bytes or len(answers) == 1:  # one answer fits: autosave() checked
+            return [row]
+        half = len(answers) // 2
+        return self._autosave_rows(key, answers[:half]) + self._autosave_rows(key, answers[half:])
 
     def _emit_due_autosaves(self, everything: bool = False) -> None:
         if not self._buffers:
@@ -334,6 +373,24 @@ class LabEmitter:
     def pending(self) -> int:
         """Events of this emitter not yet acknowledged by Kafka."""
         return self._spool.count_pending()
+
+    def resend(self, since: float, until: float | None = None, *, from_destination: str | None = None) -> Requeued:
+        """Send again the acknowledged events sent in ``[since, until)`` (unix times), in their original order.
+
+        For a broker that lost data it had acknowledged (a memory broker restarted, a cluster rebuilt): the
+        rows go back to pending, owned by this emitter, and the sender delivers them like any other pending
+        row, oldest first, before this emitter's newer ones; ``flush`` waits for them too. Returns at once.
+        Events whose payload was already pruned cannot be resent: ``payload_gone`` says how many.
+        """
+        with self._lock, self._delivery.lock:
+            requeued = self._spool.requeue_sent(since, until, from_destination=from_destination)
+            if requeued.events:
+                self._delivery.rewind()
+                with self._cond:
+                    self._spooled_upto = max(self._spooled_upto, requeued.last_seq or 0)
+                    self._sender_idle = False
+                self._delivery._update_floor()  # wakes the sender
+        return requeued
 
     @property
     def connected(self) -> bool:
@@ -574,6 +631,22 @@ class _Sender:
         self.cursor, self.from_db = 0, True
         self._update_floor()
         self._outage(exc)
+
+    def rewind(self) -> None:
+        """Start again from the file's oldest pending row (under ``lock``), for rows that became pending behind
+        the cursor (a resend). What is in flight is dropped with its producer, so no newer row is handed to
+        Kafka before them; those rows stay pending and go again (a few may arrive twice, as after an outage)."""
+        if self.inflight:
+            producer, self.producer = self.producer, None
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    producer.close(timeout=0)
+            late = [seq for seq, f in self.inflight if f.succeeded()]
+            if late:
+                self.spool.mark_sent(late)
+            self.inflight.clear()
+            self.e._connected = False  # reconnects on the sender's next turn
+        self.cursor, self.from_db = 0, True
 
     def _outage(self, exc: BaseException) -> None:
         self.e._connected = False

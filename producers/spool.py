@@ -18,9 +18,14 @@ than the lease) are *adopted* by the next emitter for the same Kafka cluster (``
 them before anything new: unsent events are resent in their original order. Rows spooled for another
 cluster are never sent elsewhere (a leftover from a test broker must not reach production).
 
-Retention: a sent row's payload is dropped when Kafka acknowledges it (SQLite reuses the space), and the row
-itself is pruned ``keep_sent_hours`` later (default 24 h: long enough to answer "did this event reach the
-pipeline?" for the exam day); pending and failed rows are kept whole and never pruned.
+Retention: a sent row keeps its payload for ``keep_sent_hours`` after Kafka acknowledged it (default 24 h),
+then the row is pruned. An acknowledgement only says the broker had the event then: a broker that loses its
+data afterwards (the embedded memory broker restarted, a cluster rebuilt) loses it too, and the spool is the
+only copy left, so :meth:`Spool.requeue_sent` (``cact lab resend --since``) can put acknowledged rows back to
+pending, in their original ``seq`` order, for as long as they are kept. Pruned rows are counted per minute
+of their send time (table ``pruned``), so a resend can say how many events it could no longer send. Pending
+and failed rows are kept whole and never pruned. SQLite reuses the pages of pruned rows, so the file grows to
+the size of the retention window and stays there.
 """
 
 from __future__ import annotations
@@ -32,15 +37,19 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+#: 2: payloads kept after the acknowledgement, and the ``pruned`` table (a v1 file is upgraded in place).
+SCHEMA_VERSION = 2
 #: An owner that has not written a heartbeat for this long is gone, even if its pid seems alive.
 DEFAULT_LEASE_SECONDS = 15.0
 RAW_EVENT_TYPE = "(raw)"
+#: How long the per-minute counts of pruned rows are kept (a few dozen bytes per minute of sending).
+PRUNED_HISTORY_DAYS = 31
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -81,6 +90,14 @@ CREATE TABLE IF NOT EXISTS autosaves (
     at          TEXT NOT NULL,                      -- the answer's time, RFC 3339 with offset
     lab_id      TEXT NOT NULL,
     created_at  REAL NOT NULL
+);
+-- How many acknowledged rows were pruned (payload and all), per destination and minute of their send time:
+-- what a resend of that time can no longer send.
+CREATE TABLE IF NOT EXISTS pruned (
+    destination TEXT NOT NULL,
+    minute      REAL NOT NULL,                      -- sent_at rounded down to the minute (unix time)
+    events      INTEGER NOT NULL,
+    PRIMARY KEY (destination, minute)
 );
 """
 
@@ -124,6 +141,17 @@ class NewRow:
 
 
 @dataclass(frozen=True)
+class Requeued:
+    """What :meth:`Spool.requeue_sent` found among the acknowledged rows sent in the time range."""
+
+    events: int                  # put back to pending, for this emitter to send again
+    first_seq: int | None
+    last_seq: int | None
+    payload_gone: int            # acknowledged in the range, but the payload was pruned: cannot be resent
+    other_destinations: dict[str, int] = field(default_factory=dict)  # resendable rows meant for other clusters
+
+
+@dataclass(frozen=True)
 class BufferedAnswer:
     id: int
     session_id: str
@@ -144,15 +172,17 @@ class Spool:
 
     def __init__(self, path: Path, destination: str, *,
                  synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        self._clock = clock  # unix time; injected by tests of retention and leases
         self.destination = normalize_destination(destination)
         self.owner = uuid.uuid4().hex
         self.lease_seconds = lease_seconds
         self._host = socket.gethostname()
         self._lock = threading.Lock()
         self._db = connect(self.path, synchronous=synchronous)
-        now = time.time()
+        now = self._clock()
         with self._tx() as db:
             db.execute("INSERT INTO owners VALUES (?, ?, ?, ?, ?, ?)",
                        (self.owner, self.destination, os.getpid(), self._host, now, now))
@@ -174,7 +204,7 @@ class Spool:
 
     def append(self, rows: Sequence[NewRow]) -> list[int]:
         """Spool rows in one transaction, committed when this returns; their ``seq`` numbers, in order."""
-        now = time.time()
+        now = self._clock()
         if len(rows) == 1:  # one statement is its own transaction: a third of the cost of BEGIN..COMMIT
             r = rows[0]
             with self._lock:
@@ -220,13 +250,12 @@ class Spool:
 
     def mark_sent(self, seqs: Iterable[int]) -> None:
         # One statement, not one per row: each statement gives up the GIL and may wait a whole switch
-        # interval to get it back while kafka-python's thread is busy.
+        # interval to get it back while kafka-python's thread is busy. The payload stays: a broker that
+        # loses its data later makes this file the only copy (see requeue_sent).
         with self._lock:
-            # The payload is dropped once acknowledged: a busy lab day would otherwise keep gigabytes for the
-            # retention period; the row's metadata is enough for ``cact lab status`` and audits.
-            self._db.execute("UPDATE events SET status = 'sent', sent_at = ?, value = X'' WHERE status = 'pending'"
+            self._db.execute("UPDATE events SET status = 'sent', sent_at = ? WHERE status = 'pending'"
                              " AND seq IN"
-                             " (SELECT j.value FROM json_each(?) AS j)", (time.time(), _json_list(seqs)))
+                             " (SELECT j.value FROM json_each(?) AS j)", (self._clock(), _json_list(seqs)))
 
     def mark_failed(self, seq: int, error: str) -> None:
         """Kafka refused this record for good: keep it for the operator, never resend it."""
@@ -244,10 +273,10 @@ class Spool:
 
     def heartbeat(self) -> None:
         with self._tx() as db:
-            db.execute("UPDATE owners SET heartbeat_at = ? WHERE owner = ?", (time.time(), self.owner))
+            db.execute("UPDATE owners SET heartbeat_at = ? WHERE owner = ?", (self._clock(), self.owner))
 
     def _live_owners(self, db: sqlite3.Connection) -> set[str]:
-        cutoff = time.time() - self.lease_seconds
+        cutoff = self._clock() - self.lease_seconds
         live = {self.owner}
         for owner, pid, host, heartbeat_at in db.execute("SELECT owner, pid, host, heartbeat_at FROM owners"):
             if heartbeat_at >= cutoff and (host != self._host or _pid_alive(int(pid))):
@@ -279,7 +308,7 @@ class Spool:
             cur = db.execute(
                 "INSERT INTO autosaves (owner, destination, session_id, nip, section, item_id, option, at, lab_id,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.owner, self.destination, session_id, nip, section, item_id, option, at, lab_id, time.time()))
+                (self.owner, self.destination, session_id, nip, section, item_id, option, at, lab_id, self._clock()))
             return int(cur.lastrowid or 0)
 
     def buffered_answers(self) -> list[BufferedAnswer]:
@@ -290,24 +319,67 @@ class Spool:
                 " ORDER BY id", (self.owner,))
             return [BufferedAnswer(*r) for r in cur.fetchall()]
 
-    def replace_answers(self, answer_ids: Sequence[int], row: NewRow) -> int:
-        """Spool the batch event and drop the answers it carries, atomically: none lost, none sent twice."""
-        now = time.time()
+    def replace_answers(self, answer_ids: Sequence[int], rows: Sequence[NewRow]) -> list[int]:
+        """Spool the batch events and drop the answers they carry, atomically: none lost, none sent twice.
+
+        Several rows when one participant-section's answers did not fit one message; ``seq`` numbers in order.
+        """
+        now = self._clock()
+        seqs: list[int] = []
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO events (owner, destination, topic, key, value, event_id, event_type, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.owner, self.destination, row.topic, row.key, row.value, row.event_id, row.event_type, now))
+            for row in rows:
+                cur = db.execute(
+                    "INSERT INTO events (owner, destination, topic, key, value, event_id, event_type, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (self.owner, self.destination, row.topic, row.key, row.value, row.event_id, row.event_type, now))
+                seqs.append(int(cur.lastrowid or 0))
             db.execute("DELETE FROM autosaves WHERE id IN (SELECT j.value FROM json_each(?) AS j)", (_json_list(answer_ids),))
-            return int(cur.lastrowid or 0)
+        return seqs
 
     # ---- housekeeping -------------------------------------------------------------------------
 
     def prune_sent(self, keep_hours: float) -> int:
+        """Delete rows acknowledged more than ``keep_hours`` ago, counting them per minute in ``pruned``."""
+        now = self._clock()
+        cutoff = now - keep_hours * 3600
         with self._tx() as db:
-            cur = db.execute("DELETE FROM events WHERE status = 'sent' AND sent_at < ?",
-                             (time.time() - keep_hours * 3600,))
+            db.execute(
+                "INSERT INTO pruned (destination, minute, events)"
+                " SELECT destination, CAST(sent_at / 60 AS INTEGER) * 60.0, COUNT(*) FROM events"
+                " WHERE status = 'sent' AND sent_at < ? GROUP BY 1, 2"
+                " ON CONFLICT (destination, minute) DO UPDATE SET events = events + excluded.events", (cutoff,))
+            cur = db.execute("DELETE FROM events WHERE status = 'sent' AND sent_at < ?", (cutoff,))
+            db.execute("DELETE FROM pruned WHERE minute < ?", (now - PRUNED_HISTORY_DAYS * 86400,))
             return int(cur.rowcount)
+
+    def requeue_sent(self, since: float, until: float | None = None, *,
+                     from_destination: str | None = None) -> Requeued:
+        """Put acknowledged rows sent in ``[since, until)`` (unix times) back to pending, owned by this emitter.
+
+        For a broker that lost what it had acknowledged. The rows keep their ``seq``, so they go out in their
+        original order, ahead of anything this emitter spools later; their ``event_id`` makes the second
+        delivery harmless downstream. ``from_destination``: take rows acknowledged by another cluster (one
+        rebuilt at a new address) and send them to this emitter's; by default only this destination's.
+        """
+        source = self.destination if from_destination is None else normalize_destination(from_destination)
+        upper = float("inf") if until is None else until
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE events SET status = 'pending', owner = ?, destination = ?, sent_at = NULL, last_error = NULL"
+                " WHERE status = 'sent' AND destination = ? AND sent_at >= ? AND sent_at < ? AND length(value) > 0"
+                " RETURNING seq", (self.owner, self.destination, source, since, upper))
+            seqs = [int(r[0]) for r in cur.fetchall()]
+            gone = db.execute(
+                "SELECT COUNT(*) FROM events WHERE status = 'sent' AND destination = ? AND sent_at >= ?"
+                " AND sent_at < ? AND length(value) = 0", (source, since, upper)).fetchone()[0]
+            gone += db.execute(
+                "SELECT COALESCE(SUM(events), 0) FROM pruned WHERE destination = ? AND minute + 60 > ? AND minute < ?",
+                (source, since, upper)).fetchone()[0]
+            others = dict(db.execute(
+                "SELECT destination, COUNT(*) FROM events WHERE status = 'sent' AND destination != ? AND sent_at >= ?"
+                " AND sent_at < ? AND length(value) > 0 GROUP BY destination", (source, since, upper)).fetchall())
+        return Requeued(events=len(seqs), first_seq=min(seqs, default=None), last_seq=max(seqs, default=None),
+                        payload_gone=int(gone), other_destinations={str(k): int(v) for k, v in others.items()})
 
     def close(self) -> None:
         """Leave the file: this owner's remaining rows are adopted by the next emitter on it."""
@@ -339,36 +411,57 @@ def connect(path: Path, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
 # --------------------------------------------------------------------------------------------------
 
 
-def spool_status(path: Path, *, now: float | None = None) -> dict[str, Any]:
-    """What the file holds: totals, oldest pending age, and counts per destination, topic and event type.
+def _local_iso(ts: float | None) -> str | None:
+    """A unix time as the lab operator reads it and types it back (``--since``): local time with its offset."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).astimezone().isoformat(timespec="seconds")
 
-    Never creates the file. No payloads, keys or NIPs are read, only counts and Kafka's error messages.
+
+def spool_status(path: Path, *, now: float | None = None) -> dict[str, Any]:
+    """What the file holds: totals, oldest pending age, counts per destination, topic and event type, and what
+    a resend could still send (acknowledged rows whose payload is kept, and since when).
+
+    Never creates the file. No payloads, keys or NIPs are read, only counts, sizes and Kafka's error messages.
     """
     now = time.time() if now is None else now
     out: dict[str, Any] = {"path": str(path), "exists": path.exists(), "pending": 0, "sent": 0, "failed": 0,
                            "oldest_pending_age_seconds": None, "autosave_buffered": 0, "owners": 0, "groups": [],
-                           "last_error": None}
+                           "last_error": None, "resendable": 0, "resendable_bytes": 0, "resendable_since": None,
+                           "pruned": 0, "pruned_sent_before": None}
     if not out["exists"]:
         return out
     db = sqlite3.connect(path, timeout=30)  # exists: checked above, so this creates nothing
     try:
-        if db.execute("PRAGMA user_version").fetchone()[0] < 1:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version < 1:
             return out
         groups: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for dest, topic, etype, status, n, oldest in db.execute(
-                "SELECT destination, topic, event_type, status, COUNT(*), MIN(created_at) FROM events"
+        for dest, topic, etype, status, n, oldest, kept in db.execute(
+                "SELECT destination, topic, event_type, status, COUNT(*), MIN(created_at),"
+                " SUM(length(value) > 0) FROM events"
                 " GROUP BY destination, topic, event_type, status ORDER BY destination, topic, event_type"):
             g = groups.setdefault((dest, topic, etype), {"destination": dest, "topic": topic, "event_type": etype,
-                                                         "pending": 0, "sent": 0, "failed": 0,
+                                                         "pending": 0, "sent": 0, "failed": 0, "resendable": 0,
                                                          "oldest_pending_age_seconds": None})
             g[status] = n
             out[status] += n
+            if status == "sent":
+                g["resendable"] = kept
+                out["resendable"] += kept
             if status == "pending":
                 age = round(max(0.0, now - oldest), 1)
                 g["oldest_pending_age_seconds"] = age
                 prev = out["oldest_pending_age_seconds"]
                 out["oldest_pending_age_seconds"] = age if prev is None else max(prev, age)
         out["groups"] = list(groups.values())
+        size, since = db.execute("SELECT COALESCE(SUM(length(value)), 0), MIN(sent_at) FROM events"
+                                 " WHERE status = 'sent' AND length(value) > 0").fetchone()
+        out["resendable_bytes"], out["resendable_since"] = int(size), _local_iso(since)
+        if version >= 2:
+            pruned, last_minute = db.execute("SELECT COALESCE(SUM(events), 0), MAX(minute) FROM pruned").fetchone()
+            out["pruned"] = int(pruned)
+            out["pruned_sent_before"] = _local_iso(None if last_minute is None else last_minute + 60)
         out["autosave_buffered"] = db.execute("SELECT COUNT(*) FROM autosaves").fetchone()[0]
         out["owners"] = db.execute("SELECT COUNT(*) FROM owners").fetchone()[0]
         err = db.execute("SELECT last_error FROM events WHERE last_error IS NOT NULL AND status != 'sent'"

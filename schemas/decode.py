@@ -2,18 +2,28 @@
 
 Reason codes are part of the contract (docs/events.md): operators and lab vendors filter the dead-letter
 topic by them, so they are stable strings, never exception class names.
+
+Total: whatever the bytes, :func:`decode_event` and :func:`unpack` return events or raise :class:`Rejected`,
+nothing else (tests/unit/schemas/test_decode_is_total.py), and what they return is storable downstream
+(docs/events.md "Limits"). A worker that got any other exception here would stop on one message.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Annotated, Union
 from dataclasses import dataclass
+from types import EllipsisType
 
 import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 
-from schemas.events import EVENT_TYPES, OUTPUT_EVENTS, SCHEMA_VERSION, Event, EventBatch
+from schemas.events import EVENT_TYPES, OUTPUT_EVENTS, SCHEMA_VERSION, Event, EventBatch, printable
+from schemas.nip import mask_nip
+
+#: Characters of a reason's detail: it is logged, shown to operators and stored (DeadLettered.detail).
+DETAIL_MAX_CHARS = 1000
 
 
 class Reason:
@@ -31,16 +41,34 @@ class Reason:
     UNKNOWN_PARTICIPANT = "unknown_participant"
     UNKNOWN_SECTION = "unknown_section"
     PROCESSING_ERROR = "processing_error"
+    #: The message is larger than ``CACT_MAX_MESSAGE_BYTES``: dead-lettered without being parsed.
+    TOO_LARGE = "too_large"
+    #: Accepting the event would grow the worker's state past a configured cap (state for sessions nobody
+    #: scheduled, or unexpected participants of one session): dead-lettered, so it can be replayed.
+    STATE_LIMIT = "state_limit"
+    #: A valid event whose Kafka key is not its key field: it was partitioned away from its session's state.
+    WRONG_KEY = "wrong_key"
 
     ALL = (BAD_JSON, NOT_AN_OBJECT, UNKNOWN_EVENT_TYPE, UNSUPPORTED_SCHEMA_VERSION, INVALID_NIP, INVALID_FIELD,
            WRONG_TOPIC, UNKNOWN_SESSION, UNKNOWN_BLUEPRINT, UNKNOWN_ITEM, UNKNOWN_OPTION,
-           UNKNOWN_PARTICIPANT, UNKNOWN_SECTION, PROCESSING_ERROR)
+           UNKNOWN_PARTICIPANT, UNKNOWN_SECTION, PROCESSING_ERROR, TOO_LARGE, STATE_LIMIT, WRONG_KEY)
 
 
 @dataclass(frozen=True)
 class Rejected(Exception):
+    """Why a message is refused. The detail may quote hostile input (a field name, an item id): it is made
+    printable and bounded here, so no caller can put a NUL or a megabyte into a log or a dead letter."""
+
     reason: str
     detail: str
+
+    def __post_init__(self) -> None:
+        detail = _NIP_LIKE.sub(lambda m: mask_nip(m.group()), printable(str(self.detail), DETAIL_MAX_CHARS))
+        object.__setattr__(self, "detail", detail)
+
+
+#: A NIP quoted back from hostile input (as a field name, say) is masked like any NIP shown to operators.
+_NIP_LIKE = re.compile(r"(?<![0-9])[0-9]{18}(?![0-9])")
 
 
 def _validation_reason(exc: ValidationError) -> tuple[str, str]:
@@ -67,8 +95,11 @@ def _validate(data: object, topic: str | None) -> Event:
     event_type = data.get("event_type")
     cls = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if cls is None:
-        shown = str(data.get("event_type"))[:64]
-        raise Rejected(Reason.UNKNOWN_EVENT_TYPE, f"unknown event_type {shown!r}")
+        if "event_type" not in data:
+            raise Rejected(Reason.UNKNOWN_EVENT_TYPE, "event_type is missing")
+        # Never str() of the value: a list nested 1,000 deep would exhaust the stack.
+        shown = repr(event_type[:64]) if isinstance(event_type, str) else f"of type {type(event_type).__name__}"
+        raise Rejected(Reason.UNKNOWN_EVENT_TYPE, f"unknown event_type {shown}")
     if topic is not None and not _accepts(cls, topic):
         raise Rejected(Reason.WRONG_TOPIC, f"{cls.__name__} belongs on {cls.topic.name}, not {topic}")
     try:
@@ -78,13 +109,36 @@ def _validate(data: object, topic: str | None) -> Event:
         raise Rejected(reason, detail) from None
 
 
-def decode_event(raw: bytes | str, *, topic: str | None = None) -> Event:
-    """Parse and validate one message; raises Rejected with a reason code when it breaks the contract."""
+def _size(raw: object) -> int:
+    if isinstance(raw, str):
+        return len(raw.encode("utf-8", "surrogatepass"))
+    return len(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else 0
+
+
+def decode_event(raw: bytes | str | None, *, topic: str | None = None, key: bytes | None | EllipsisType = ...,
+                 max_bytes: int | None = None) -> Event:
+    """Parse and validate one message; raises Rejected with a reason code when it breaks the contract.
+
+    ``max_bytes``: a longer message is ``too_large`` before it is parsed. ``key``: the record's Kafka key (None
+    for a record without one) when the caller wants it checked, left out (``...``) when not: a valid event
+    keyed by anything but its key field is ``wrong_key``; a batch's events are checked against the batch by
+    :func:`unpack`."""
+    if max_bytes is not None and (size := _size(raw)) > max_bytes:
+        raise Rejected(Reason.TOO_LARGE, f"{size:,} bytes, more than the {max_bytes:,} accepted")
     try:
-        data = orjson.loads(raw)
+        data = orjson.loads(raw)  # type: ignore[arg-type]
     except orjson.JSONDecodeError as exc:
-        raise Rejected(Reason.BAD_JSON, f"not valid JSON: {exc}") from None
-    return _validate(data, topic)
+        what = "no message value" if raw is None else f"not valid JSON: {exc}"
+        raise Rejected(Reason.BAD_JSON, what) from None
+    try:
+        event = _validate(data, topic)
+    except Rejected:
+        raise
+    except Exception as exc:  # a decoder bug: proven absent by the tests, kept from stopping a worker anyway
+        raise Rejected(Reason.PROCESSING_ERROR, f"decoder failed: {type(exc).__name__}") from None
+    if key is not ... and key != event.key().encode():
+        raise Rejected(Reason.WRONG_KEY, f"the message key is not payload.{event.key_field}")
+    return event
 
 
 def at_index(index: int | None) -> str:
@@ -113,6 +167,8 @@ def unpack(event: Event, *, topic: str | None = None) -> Iterator[tuple[int | No
             yield index, inner
         except Rejected as exc:
             yield index, Rejected(exc.reason, at_index(index) + exc.detail)
+        except Exception as exc:  # as in decode_event: never expected, never allowed to stop the caller
+            yield index, Rejected(Reason.PROCESSING_ERROR, f"{at_index(index)}decoder failed: {type(exc).__name__}")
 
 
 _OUTPUT: TypeAdapter[Event] = TypeAdapter(Annotated[Union[OUTPUT_EVENTS], Field(discriminator="event_type")])  # type: ignore[valid-type]

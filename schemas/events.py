@@ -9,11 +9,13 @@ The JSON Schemas under ``schemas/json/`` are generated from these classes (``cac
 from __future__ import annotations
 
 import operator
+import re
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator, with_config
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator,
+                      StrictInt, WithJsonSchema, model_validator, with_config)
 from typing_extensions import TypedDict
 
 from schemas import topics
@@ -23,13 +25,101 @@ from schemas.nip import validate_nip
 SCHEMA_VERSION = 1
 EVENT_NAMESPACE = uuid.UUID("6f1c4a52-8d0e-4c55-9a43-2b7b8a1f0c11")
 
+def _text_only(value: Any) -> Any:
+    """Choices (enums) take strings only: the enum's own error would repr() the value, and a list nested
+    1,000 deep exhausts the stack in repr()."""
+    if isinstance(value, str):
+        return value
+    raise ValueError("must be a string")
+
+
+PurposeChoice = Annotated[Purpose, BeforeValidator(_text_only)]
+TierChoice = Annotated[PositionTier, BeforeValidator(_text_only)]
+SectionChoice = Annotated[Section, BeforeValidator(_text_only)]
+CompetencyChoice = Annotated[Competency, BeforeValidator(_text_only)]
+StatusChoice = Annotated[AttendanceStatus, BeforeValidator(_text_only)]
+
 NIP = Annotated[
     str,
     AfterValidator(validate_nip),
     Field(pattern=r"^[0-9]{18}$", description="18-digit NIP (PNS or PPPK layout), dates checked."),
 ]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
-ItemId = Annotated[str, Field(min_length=1, max_length=64)]
+
+# --- What a hostile sender cannot get past the decoder (docs/events.md "Limits") -------------------------
+# Every value that passes must be storable as it is on PostgreSQL and SQLite and convertible to UTC and
+# back: `0001-01-01T00:00:00+14:00` once passed and then stopped the results store for good (issue 12).
+
+#: Instants are written with a year from 2000 to 2099 and an offset of real time zones (-12:00 to +14:00), so
+#: their UTC conversion never leaves 1999-12-31..2100-01-01: far inside what Python, PostgreSQL and SQLite hold,
+#: and wider than any schedule, lab clock or replay of old spools the pipeline can meet.
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2099
+MAX_OFFSET_WEST, MAX_OFFSET_EAST = timedelta(hours=12), timedelta(hours=14)
+_OFFSET = r"(Z|[+](0[0-9]|1[0-3]):[0-5][0-9]|[+]14:00|-(0[0-9]|1[01]):[0-5][0-9]|-12:00)"
+#: The one written form of an instant: RFC 3339 with `T`, seconds, at most 9 decimals (kept to the
+#: microsecond) and a `Z` or `±hh:mm` offset. Published as the JSON Schemas' pattern, checked the same here.
+INSTANT_PATTERN = r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?" + _OFFSET + "$"
+_INSTANT = re.compile(INSTANT_PATTERN)
+_INSTANT_RULE = ("must be an RFC 3339 date-time such as 2026-11-03T07:52:10+08:00: a year from 2000 to 2099, "
+                 "'T', seconds, and 'Z' or an offset from -12:00 to +14:00")
+
+
+def _check_instant(value: Any) -> Any:
+    """Only the written form above, or an aware datetime inside the same bounds (events built in Python).
+
+    Pydantic alone would also take a number or a digit string as Unix time, a space for the `T`, `+23:59`
+    and year 1: none of these is what the published schema allows, and some cannot be stored."""
+    if isinstance(value, str):
+        if not _INSTANT.fullmatch(value):
+            raise ValueError(_INSTANT_RULE)
+        return value
+    if isinstance(value, datetime):
+        offset = value.utcoffset()
+        if offset is not None and not (EARLIEST_YEAR <= value.year <= LATEST_YEAR
+                                       and -MAX_OFFSET_WEST <= offset <= MAX_OFFSET_EAST
+                                       and offset % timedelta(minutes=1) == timedelta(0)):
+            raise ValueError(_INSTANT_RULE)
+        return value  # a naive one is refused by AwareDatetime, with its own message
+    raise ValueError(_INSTANT_RULE)
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_check_instant),
+                    WithJsonSchema({"type": "string", "format": "date-time", "pattern": INSTANT_PATTERN})]
+
+
+def in_contract_range(at: datetime) -> bool:
+    """Whether an aware datetime may be an event's time (e.g. a Kafka record timestamp used as one)."""
+    try:
+        _check_instant(at)
+    except ValueError:
+        return False
+    return at.utcoffset() is not None
+
+
+#: No control characters (U+0000-U+001F, U+007F) in text: PostgreSQL refuses U+0000 in text and JSON, and the
+#: others are never part of a name, seat or version, only of an attack on a log or a terminal.
+NO_CONTROL = r"^[^\u0000-\u001f\u007f]*$"
+#: Free-text reasons may hold tabs and line breaks, no other control character.
+NO_CONTROL_BUT_LINES = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
+_CONTROL_CHAR = re.compile("[\x00-\x1f\x7f]")
+ItemId = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_CONTROL)]
+
+
+def _escape(c: str) -> str:
+    if c.isprintable():
+        return c
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def printable(text: str, max_chars: int) -> str:
+    """Diagnostic text that is safe to log, store and show whatever it quotes: control and format characters
+    (a NUL, a terminal escape, a right-to-left override), unassigned code points and lone surrogates escaped
+    as ``\\xNN``/``\\uNNNN``, at most ``max_chars`` characters."""
+    text = text[: max_chars + 1]
+    if not text.isprintable():
+        text = "".join(map(_escape, text))
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 
 #: Meanings of fields that recur across payloads, so each is documented once (schemas and docs/events.md).
@@ -98,7 +188,9 @@ def _describe_fields(schema: dict[str, Any]) -> None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, json_schema_extra=_describe_fields)
+    # No NaN or infinity: JSON has neither, and a NaN score would compare as nothing at all downstream.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, allow_inf_nan=False,
+                              json_schema_extra=_describe_fields)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,13 +202,13 @@ class SessionScheduledPayload(_Model):
     session_id: Id
     activity_id: Id = Field(description="The assessment activity (kegiatan) the session belongs to.")
     agency_id: Id = Field(description="The user agency (instansi) whose participants sit the session.")
-    agency_name: str = Field(default="", max_length=200)
-    starts_at: AwareDatetime
-    checkin_closes_at: AwareDatetime = Field(description="After this, a scheduled participant not checked in is a no-show.")
-    ends_at: AwareDatetime
+    agency_name: str = Field(default="", max_length=200, pattern=NO_CONTROL)
+    starts_at: Instant
+    checkin_closes_at: Instant = Field(description="After this, a scheduled participant not checked in is a no-show.")
+    ends_at: Instant
     blueprint_id: Id = Field(description="Test blueprint, e.g. `cact-full` or `mansoskul-only`.")
-    purpose: Purpose
-    seats: int | None = Field(default=None, ge=1)
+    purpose: PurposeChoice
+    seats: StrictInt | None = Field(default=None, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _ordered(self) -> "SessionScheduledPayload":
@@ -128,9 +220,9 @@ class SessionScheduledPayload(_Model):
 class ParticipantScheduledPayload(_Model):
     session_id: Id
     nip: NIP
-    name: str = Field(max_length=200)
-    position_tier: PositionTier
-    standard_levels: dict[Competency, Annotated[int, Field(ge=1, le=5)]] | None = Field(
+    name: str = Field(max_length=200, pattern=NO_CONTROL)
+    position_tier: TierChoice
+    standard_levels: dict[Competency, Annotated[StrictInt, Field(ge=1, le=5)]] | None = Field(
         default=None, description="Overrides the tier's standard level for the named competencies."
     )
     rescheduled_from: Id | None = Field(
@@ -144,33 +236,34 @@ class ParticipantRescheduledPayload(_Model):
     nip: NIP
     from_session_id: Id
     to_session_id: Id
-    reason: str = Field(default="", max_length=500)
+    reason: str = Field(default="", max_length=500, pattern=NO_CONTROL_BUT_LINES)
 
 
 class ParticipantUnscheduledPayload(_Model):
     session_id: Id
     nip: NIP
-    reason: str = Field(default="", max_length=500)
+    reason: str = Field(default="", max_length=500, pattern=NO_CONTROL_BUT_LINES)
 
 
 class RescoreRequestedPayload(_Model):
     session_id: Id
     activity_id: Id
     blueprint_id: Id
-    blueprint_version: str = Field(min_length=1, max_length=32, description="The corrected blueprint version to rescore with.")
-    reason: str = Field(default="", max_length=500)
+    blueprint_version: str = Field(min_length=1, max_length=32, pattern=NO_CONTROL,
+                                   description="The corrected blueprint version to rescore with.")
+    reason: str = Field(default="", max_length=500, pattern=NO_CONTROL_BUT_LINES)
 
 
 class ParticipantCheckedInPayload(_Model):
     session_id: Id
     nip: NIP
-    seat: str | None = Field(default=None, max_length=32)
+    seat: str | None = Field(default=None, max_length=32, pattern=NO_CONTROL)
 
 
 class SectionStartedPayload(_Model):
     session_id: Id
     nip: NIP
-    section: Section
+    section: SectionChoice
 
 
 @with_config(ConfigDict(extra="forbid", json_schema_extra=_describe_fields))
@@ -178,7 +271,8 @@ class Answer(TypedDict):
     # A plain dict, not a model: a day carries millions of answers, and an object per answer costs (no
     # docstring here: it would change the published JSON Schema).
     item_id: ItemId
-    option: Annotated[str | None, Field(max_length=8, description="Chosen option label; null when left blank.")]
+    option: Annotated[str | None, Field(max_length=8, pattern=NO_CONTROL,
+                                        description="Chosen option label; null when left blank.")]
 
 
 _ANSWER_KEYS = frozenset(("item_id", "option"))
@@ -207,10 +301,18 @@ def _answer_columns(value: list[Any]) -> tuple[list[Any], list[Any]] | None:
         return None
     if set(map(type, options)) - _OPTION_TYPES or max(map(len, filter(None, options)), default=0) > 8:
         return None
+    if _has_control(items) or _has_control(filter(None, set(options))):
+        return None
     return items, options
 
 
 _OPTION_TYPES = {str, type(None)}
+
+
+def _has_control(texts: Any) -> bool:
+    """One C-level pass over all the texts (isprintable is twice as fast as the regex, and true for real ids)."""
+    joined = "".join(texts)
+    return not joined.isprintable() and _CONTROL_CHAR.search(joined) is not None
 
 
 def _answer_error(value: list[Any]) -> str:
@@ -219,10 +321,10 @@ def _answer_error(value: list[Any]) -> str:
         if type(a) is not dict or a.keys() != _ANSWER_KEYS:
             return f"answers[{i}] must be an object with exactly item_id and option"
         item, option = a["item_id"], a["option"]
-        if type(item) is not str or not 0 < len(item) <= 64:
-            return f"answers[{i}].item_id must be a string of 1 to 64 characters"
-        if option is not None and (type(option) is not str or len(option) > 8):
-            return f"answers[{i}].option must be null or a string of at most 8 characters"
+        if type(item) is not str or not 0 < len(item) <= 64 or _CONTROL_CHAR.search(item):
+            return f"answers[{i}].item_id must be a string of 1 to 64 characters, no control character"
+        if option is not None and (type(option) is not str or len(option) > 8 or _CONTROL_CHAR.search(option)):
+            return f"answers[{i}].option must be null or a string of at most 8 characters, no control character"
     return "answers are invalid"
 
 
@@ -247,14 +349,14 @@ def _answer_list(min_items: int) -> PlainValidator:
 class AnswersSavedPayload(_Model):
     session_id: Id
     nip: NIP
-    section: Section
+    section: SectionChoice
     answers: Annotated[list[Answer], _answer_list(1)] = Field(json_schema_extra={"minItems": 1, "maxItems": 1000})
 
 
 class SectionSubmittedPayload(_Model):
     session_id: Id
     nip: NIP
-    section: Section
+    section: SectionChoice
     completion: Literal["submitted", "timed_out"]
     answers: Annotated[list[Answer], _answer_list(0)] = Field(
         description="The whole final answer sheet of the section.", json_schema_extra={"maxItems": 1000})
@@ -278,7 +380,7 @@ class EventBatchPayload(_Model):
 
 
 class CompetencyResult(_Model):
-    code: Competency
+    code: CompetencyChoice
     siasn_field: str
     raw: float
     max_raw: float
@@ -293,7 +395,7 @@ class SubtestScore(_Model):
 
 
 class SectionScore(_Model):
-    section: Section
+    section: SectionChoice
     score: float = Field(ge=0, le=100)
     level: int = Field(ge=1, le=5)
     answered: int
@@ -320,15 +422,15 @@ class ParticipantScoredPayload(_Model):
     activity_id: Id
     session_id: Id
     agency_id: Id
-    purpose: Purpose
-    position_tier: PositionTier
+    purpose: PurposeChoice
+    position_tier: TierChoice
     blueprint_id: Id
     blueprint_version: str
     competencies: list[CompetencyResult]
     jpm: float | None = Field(description="Job Person Match, percent; null when Mansoskul was not taken.")
     category: str | None
-    strengths: list[Competency]
-    development_areas: list[Competency]
+    strengths: list[CompetencyChoice]
+    development_areas: list[CompetencyChoice]
     sections: list[SectionScore]
     potential: PotentialScores | None = Field(
         default=None, description="Only when the blueprint maps sub-tests to potential (docs/scoring.md).")
@@ -344,8 +446,8 @@ class AttendanceChangedPayload(_Model):
     agency_id: Id = Field(description="The participant's own agency (for a susulan arrival: the home agency).")
     lab_id: Id = Field(description="The lab of the session.")
     nip: NIP
-    status: AttendanceStatus
-    previous: AttendanceStatus | None
+    status: StatusChoice
+    previous: StatusChoice | None
     late: bool = False
     correction: bool = Field(default=False, description="True when this reverses an earlier declaration.")
     rescheduled_to: Id | None = None
@@ -359,9 +461,9 @@ class SessionSummaryPayload(_Model):
     activity_id: Id
     agency_id: Id
     lab_id: Id
-    starts_at: AwareDatetime
-    checkin_closes_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    checkin_closes_at: Instant
+    ends_at: Instant
     closed: bool = Field(description="The lab closed the session.")
     closed_by_wall_clock: bool = Field(description="The check-in window was closed by the wall-clock fallback (lab silent).")
     scheduled: int
@@ -376,12 +478,18 @@ class SessionSummaryPayload(_Model):
 
 class DeadLetteredPayload(_Model):
     reason: str = Field(description="Machine-readable reason code, see docs/events.md.")
-    detail: str = Field(max_length=2000)
+    detail: Annotated[str, BeforeValidator(lambda v: printable(v, 2000) if isinstance(v, str) else v)] = Field(
+        max_length=2000)
     source_topic: str
     source_partition: int
     source_offset: int
-    key_b64: str | None
-    value_b64: str = Field(description="The original message bytes, base64.")
+    key_b64: str | None = Field(description="The original key (its first 256 bytes), base64.")
+    value_b64: str = Field(description="The original message bytes, base64: the first 4,096 bytes only when "
+                           "``value_truncated``; the full record stays at the source position.")
+    value_bytes: int | None = Field(default=None, ge=0, description="Length of the original message in bytes.")
+    value_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$",
+                                     description="SHA-256 of the whole original message, hex.")
+    value_truncated: bool = Field(default=False, description="value_b64 holds only a prefix of the message.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -398,7 +506,7 @@ class Event(_Model):
     event_id: uuid.UUID
     event_type: str
     schema_version: Literal[1] = SCHEMA_VERSION
-    occurred_at: AwareDatetime = Field(description="RFC 3339 with UTC offset, by the emitter's clock.")
+    occurred_at: Instant = Field(description="RFC 3339 with UTC offset, by the emitter's clock.")
     lab_id: Id = Field(description="The lab or system that emitted the event.")
     payload: Any
 

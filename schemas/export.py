@@ -137,7 +137,7 @@ REASONS = {
     Reason.UNKNOWN_EVENT_TYPE: "`event_type` is missing or not one of the contract's types.",
     Reason.UNSUPPORTED_SCHEMA_VERSION: "`schema_version` is not 1.",
     Reason.INVALID_NIP: "a `nip` is not a valid 18-digit PNS or PPPK NIP (layout and dates checked).",
-    Reason.INVALID_FIELD: "a field is missing, has the wrong type, or `occurred_at` has no UTC offset; `detail` names it.",
+    Reason.INVALID_FIELD: "a field is missing, has the wrong type or is out of its bounds (a time outside 2000-2099 or without its UTC offset, a control character in text, a number too large: \"Limits\" above); `detail` names it.",
     Reason.WRONG_TOPIC: "the event type belongs on another topic.",
     Reason.UNKNOWN_SESSION: "the event names a session the pipeline does not know (today: a `RescoreRequested` for a session not scheduled in that activity).",
     Reason.UNKNOWN_BLUEPRINT: "`blueprint_id` (with `blueprint_version` in a rescore) names a blueprint the worker has not loaded, or a rescore names another blueprint than the session's.",
@@ -146,6 +146,9 @@ REASONS = {
     Reason.UNKNOWN_PARTICIPANT: "a reschedule names a participant who is not scheduled in the `from` session.",
     Reason.UNKNOWN_SECTION: "the section is not part of the session's blueprint.",
     Reason.PROCESSING_ERROR: "the worker failed on a valid-looking event (a bug): the message is parked, not lost.",
+    Reason.TOO_LARGE: "the message is larger than the worker accepts (`CACT_MAX_MESSAGE_BYTES`, 1,000,000 bytes by default); it was not parsed, and the dead letter keeps only its first 4,096 bytes, length and SHA-256.",
+    Reason.STATE_LIMIT: "accepting the event would grow the worker's state past its cap: more sessions with lab events but no schedule, or more participants nobody scheduled in one session, than the worker keeps.",
+    Reason.WRONG_KEY: "a valid event whose Kafka key is not its key field (`payload.session_id`, `payload.from_session_id` for a reschedule): it went to another partition than its session's state.",
 }
 
 
@@ -165,6 +168,9 @@ REASON_ACTIONS = {
     Reason.UNKNOWN_PARTICIPANT: "Send the `ParticipantScheduled` for the `from` session first, then the reschedule again.",
     Reason.UNKNOWN_SECTION: "Send only the sections of the session's blueprint.",
     Reason.PROCESSING_ERROR: "Nothing on the producer's side: report the source topic, partition and offset to BKN operators.",
+    Reason.TOO_LARGE: "Split it: at most 1,000 answers per `AnswersSaved` or `EventBatch`, one section per `SectionSubmitted`; the lab emitter refuses such a message before sending.",
+    Reason.STATE_LIMIT: "Send the sessions' `SessionScheduled` and `ParticipantScheduled` first, then resend the lab events (`cact lab resend`); operators can replay the dead letters once the schedule is in.",
+    Reason.WRONG_KEY: "Key every message by its key field (the tables above) with the default partitioner, then send it again.",
 }
 
 

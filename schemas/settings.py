@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     sink_in_worker: bool = Field(default=True, description="Run the results-store sink inside the worker.")
     sink_batch_size: int = Field(default=500, ge=1)
     sink_batch_seconds: float = Field(default=0.5, gt=0)
+    sink_retry_base_seconds: float = Field(default=0.5, gt=0, description="First wait before the sink tries a "
+                                           "database that is down again; doubles up to the maximum.")
+    sink_retry_max_seconds: float = Field(default=30.0, gt=0, description="Longest wait between two tries.")
+    sink_metrics_port: int | None = Field(default=None, description="A standalone `cact sink` serves /metrics here.")
+    sink_metrics_host: str = Field(default="127.0.0.1", description="Address of the sink's /metrics.")
     late_checkin_admitted: bool = Field(default=True, description="Admit a check-in after the window closes.")
 
     # --- Attendance monitoring -------------------------------------------------------------------
@@ -79,6 +84,25 @@ class Settings(BaseSettings):
         description="Close a check-in window by the wall clock when its lab has sent nothing this long after it.")
     window_check_seconds: float = Field(default=5, gt=0, description="How often the wall-clock fallback looks.")
 
+    # --- Bounds on what input may cost (docs/operations.md) ---------------------------------------
+    max_message_bytes: int = Field(
+        default=1_000_000, ge=1024,
+        description="Largest input message accepted; larger ones are dead-lettered too_large (the lab emitter "
+                    "refuses them before sending).")
+    unscheduled_sessions_max: int = Field(
+        default=2000, ge=0,
+        description="Sessions with lab events but no schedule yet kept per worker partition; events for more "
+                    "are dead-lettered state_limit.")
+    unexpected_participants_max: int = Field(
+        default=200, ge=0,
+        description="Participants nobody scheduled kept per session; events for more are dead-lettered state_limit.")
+    produce_timeout_seconds: float = Field(
+        default=60.0, gt=0,
+        description="A send the broker has not acknowledged by then fails, and the worker stops without "
+                    "acknowledging its input (a supervisor restarts it).")
+    broker_check_seconds: float = Field(
+        default=5.0, gt=0, description="How often the worker checks that the broker still holds what it processed.")
+
     # --- Lab emitter (producers/emitter.py, docs/labs.md) ------------------------------------------
     lab_id: str | None = Field(default=None, description="This lab's id: lab_id of the events the emitter builds "
                                "itself (autosave batches).")
@@ -86,7 +110,9 @@ class Settings(BaseSettings):
                                  description="SQLite spool holding every event until Kafka acknowledged it.")
     lab_spool_synchronous: Literal["NORMAL", "FULL"] = Field(
         default="NORMAL", description="NORMAL survives a killed lab process; FULL also a power cut, but is slower.")
-    lab_spool_keep_sent_hours: float = Field(default=24, ge=0, description="Sent events are pruned after this.")
+    lab_spool_keep_sent_hours: float = Field(
+        default=24, ge=0, description="Acknowledged events stay resendable (cact lab resend) this long, then are "
+                                      "pruned; must cover the time to notice a broker loss.")
     lab_autosave_batch: int = Field(default=50, ge=1, le=1000,
                                     description="Autosaved answers of one participant-section per AnswersSaved.")
     lab_autosave_seconds: float = Field(default=5.0, gt=0,

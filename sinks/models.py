@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -118,7 +119,8 @@ class Attendance(Base):
 
     __tablename__ = "attendance"
     session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    nip: Mapped[str] = mapped_column(String(18), primary_key=True)
+    #: Indexed on its own: the participants table is recomputed from a NIP's attendance rows every batch.
+    nip: Mapped[str] = mapped_column(String(18), primary_key=True, index=True)
     activity_id: Mapped[str] = mapped_column(String(64), index=True)
     agency_id: Mapped[str] = mapped_column(String(64), index=True)
     lab_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -158,11 +160,13 @@ class SessionSummaryRow(Base):
 
 
 class Participant(Base):
-    """A person the pipeline has seen, once per NIP: home agency and position tier as last known.
+    """A person the pipeline has seen in attendance, once per NIP: home agency and position tier as last known.
 
-    Filled from attendance and results (the sink never sees the schedule); the row follows the event with the
-    latest ``occurred_at``, and a tier once known is kept, so a replay in any order ends with the same row.
-    Names stay in the schedule: the store keeps no more personal data than it needs.
+    Not folded from the events as they arrive but recomputed from the stored attendance rows and current
+    results of the NIP (``ResultsStore._write_participants``): a restarted worker re-emits and re-orders
+    events, and interim facts (a no-show later corrected, a result triggered by whichever event came last)
+    must not leave a trace, so only rows that are themselves order-independent feed it. Names stay in the
+    schedule: the store keeps no more personal data than it needs.
     """
 
     __tablename__ = "participants"
@@ -208,3 +212,24 @@ class SiasnOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class QuarantinedRow(Base):
+    """An output event the results store refused (a row the database rejects), once per source position.
+
+    The sink must never stop on one row: the refused event is kept here with its reason, the rest of its batch
+    is written and the offsets are committed. Keyed by the Kafka position, so replaying the same input
+    quarantines nothing twice; ``event_json`` is the record as received, cut to ``QUARANTINE_JSON_CHARS``
+    (the source position points to the full record while the topic retains it).
+    """
+
+    __tablename__ = "sink_quarantine"
+    source_topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    source_partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str | None] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    event_json: Mapped[str] = mapped_column(Text)
+    event_bytes: Mapped[int] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -2,20 +2,34 @@
 
 At-least-once by construction: offsets are committed only after the batch's transaction is durable, and
 every write is an idempotent upsert, so a crash between the two (or a full replay) changes nothing.
+
+It never stops on its input or on the database (issue 12):
+
+* a record the database refuses is quarantined with its reason (``ResultsStore.write_records``), the rest
+  of the batch is written and the offsets are committed;
+* a database outage is waited out with exponential backoff, the batch in hand retried until it is written,
+  offsets untouched meanwhile, including at start-up (the schema migration waits too);
+* a refused offset commit (a rebalance) only means the batch comes again: the consumer is rewound to it
+  and the idempotent upserts make the second write a no-op.
+
+Anything else is a bug: it propagates and stops the sink without committing the batch (crash-only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from schemas import topics
 from schemas.decode import Rejected, decode_output
-from schemas.events import Event
 from schemas.settings import Settings
-from sinks.store import ResultsStore
+from sinks.store import Record, ResultsStore, one_line
 from streams import metrics
 from streams.kafka import client_kwargs
 
@@ -23,40 +37,223 @@ from streams.kafka import client_kwargs
 log = logging.getLogger("cact.sink")
 SINK_TOPICS = (topics.RESULTS.name, topics.ATTENDANCE.name, topics.DEADLETTER.name)
 
+#: Defaults of ``CACT_SINK_RETRY_BASE_SECONDS`` / ``CACT_SINK_RETRY_MAX_SECONDS``: the first retry after half a
+#: second (a database restart), then doubling up to 30 s (a long outage costs one attempt per 30 s).
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
 
 def sink_group(settings: Settings) -> str:
     return f"{settings.app_id}-sink"
 
 
-async def run_sink(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    store = ResultsStore(settings.database_url)
-    await asyncio.to_thread(store.create_schema)
-    consumer = AIOKafkaConsumer(
-        *SINK_TOPICS, group_id=sink_group(settings), enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,  # see streams/faust_fixes.py: a long wait is latency
-        **client_kwargs(settings),
-    )
-    await consumer.start()
-    try:
-        while stop is None or not stop.is_set():
-            fetched = await consumer.getmany(timeout_ms=int(settings.sink_batch_seconds * 1000),
-                                             max_records=settings.sink_batch_size)
+class Backoff:
+    """Delays between attempts during one outage: ``base``, doubling, capped at ``maximum``."""
+
+    def __init__(self, base: float = RETRY_BASE_SECONDS, maximum: float = RETRY_MAX_SECONDS) -> None:
+        if base <= 0 or maximum < base:
+            raise ValueError(f"backoff needs 0 < base <= maximum, got base={base} maximum={maximum}")
+        self.base, self.maximum = base, maximum
+        self.attempts = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Backoff:
+        return cls(float(getattr(settings, "sink_retry_base_seconds", RETRY_BASE_SECONDS)),
+                   float(getattr(settings, "sink_retry_max_seconds", RETRY_MAX_SECONDS)))
+
+    def next_delay(self) -> float:
+        delay = min(self.maximum, self.base * 2 ** min(self.attempts, 62))
+        self.attempts += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+class StoreHealth:
+    """Whether the results store answers: the ``cact_sink_db_up`` gauge and one log line per outage, not per retry."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.up: bool | None = None  # unknown until the first attempt
+        self.down_since = 0.0
+        self.retries = 0
+        self.outages = 0
+
+    def failed(self, exc: BaseException) -> None:
+        if self.up is not False:
+            self.outages += 1
+            self.down_since, self.retries = self._clock(), 0
+            log.warning("results store unreachable (%s): the sink waits and retries, offsets stay uncommitted",
+                        one_line(exc))
+        self.up = False
+        metrics.SINK_DB_UP.set(0)
+
+    def retrying(self) -> None:
+        self.retries += 1
+        metrics.SINK_DB_RETRIES.inc()
+
+    def succeeded(self) -> None:
+        if self.up is False:
+            log.warning("results store reachable again after %.1f s and %d retries: the sink catches up",
+                        self._clock() - self.down_since, self.retries)
+        self.up = True
+        metrics.SINK_DB_UP.set(1)
+
+
+class Stopped(Exception):
+    """The stop event was set while the sink was waiting for the database."""
+
+
+class Consumer(Protocol):
+    """What the sink needs of an ``AIOKafkaConsumer`` (so the loop can be driven without a broker)."""
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
+                      max_records: int | None = None) -> Mapping[TopicPartition, Sequence[Any]]: ...
+    async def commit(self) -> None: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    def assignment(self) -> set[TopicPartition]: ...
+
+
+class ResultsSink:
+    """The sink's loop over one consumer and one store; ``sleep`` and ``clock`` are injectable for tests."""
+
+    def __init__(self, store: ResultsStore, settings: Settings, *, stop: asyncio.Event | None = None,
+                 sleep: Sleep | None = None, clock: Callable[[], float] = time.monotonic,
+                 backoff: Backoff | None = None) -> None:
+        self.store, self.settings = store, settings
+        self.stop = stop or asyncio.Event()
+        self.backoff = backoff or Backoff.from_settings(settings)
+        self.commit_backoff = Backoff(self.backoff.base, self.backoff.maximum)
+        self.health = StoreHealth(clock)
+        self._sleep = sleep or self._sleep_unless_stopped
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def until_done(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in a thread until it gets through an outage; raises ``Stopped`` if told to stop meanwhile."""
+        self.backoff.reset()
+        while True:
+            try:
+                result = await asyncio.to_thread(work)
+            except Exception as exc:
+                if not self.store.is_outage(exc):
+                    raise
+                self.health.failed(exc)
+                self.store.dispose()  # every pooled connection died with the server: do not ping them one by one
+                if self.stop.is_set():
+                    raise Stopped from exc
+                await self._sleep(self.backoff.next_delay())
+                if self.stop.is_set():
+                    raise Stopped from exc
+                self.health.retrying()
+                continue
+            self.health.succeeded()
+            return result
+
+    async def prepare(self) -> None:
+        """Migrate the store, waiting for it if it is down, and publish how many rows wait in quarantine."""
+        await self.until_done(self.store.create_schema)
+        metrics.SINK_QUARANTINE_ROWS.set(await self.until_done(self.store.quarantine_count))
+
+    @staticmethod
+    def records(fetched: Mapping[TopicPartition, Sequence[Any]]) -> list[Record]:
+        """Decode a fetch; an undecodable message becomes a record with a refusal, to be quarantined, not dropped."""
+        out: list[Record] = []
+        for tp, messages in fetched.items():
+            for msg in messages:
+                try:
+                    event, refusal = decode_output(msg.value, topic=tp.topic), None
+                except Rejected as exc:  # our own output: a bug upstream or a stranger on our topics
+                    event, refusal = None, f"undecodable output ({exc.reason}): {exc.detail}"
+                except Exception as exc:  # e.g. a tombstone (no value): still not ours to drop
+                    event, refusal = None, f"undecodable output: {one_line(exc)}"
+                out.append(Record(tp.topic, tp.partition, msg.offset, msg.value, event, refusal))
+        return out
+
+    async def handle(self, consumer: Consumer, fetched: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """Write one fetch (waiting out outages), then commit; a refused commit rewinds to the fetch's start."""
+        records = self.records(fetched)
+
+        def write() -> list[dict[str, Any]]:
+            started = time.perf_counter()
+            written = self.store.write_records(records)
+            metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)  # not the time spent waiting
+            return written
+
+        if records:
+            quarantined = await self.until_done(write)
+            kept = [r.event.event_type for r in records if r.event is not None]
+            if quarantined:
+                refused = {(q["source_topic"], q["source_partition"], q["source_offset"]) for q in quarantined}
+                kept = [r.event.event_type for r in records if r.event is not None
+                        and (r.topic, r.partition, r.offset) not in refused]
+                for q in quarantined:
+                    log.error("quarantined %s at %s[%s]@%s: %s (see `cact sink quarantine`)", q["event_type"],
+                              q["source_topic"], q["source_partition"], q["source_offset"], q["reason"])
+                metrics.count_by_event_type(metrics.SINK_QUARANTINED, (q["event_type"] for q in quarantined))
+                metrics.SINK_QUARANTINE_ROWS.set(await self.until_done(self.store.quarantine_count))
+            metrics.count_by_event_type(metrics.SINK_ROWS, kept)
+            metrics.SINK_LAG.set(len(records))
+        try:
+            await consumer.commit()
+        except KafkaError as exc:  # CommitFailedError after a rebalance, a coordinator moving, a broker away
+            metrics.SINK_COMMIT_FAILURES.inc()
+            log.warning("offset commit refused (%s): the batch will be written again (idempotent)", one_line(exc))
+            self.rewind(consumer, fetched)
+            await self._sleep(self.commit_backoff.next_delay())  # a commit that keeps failing is no busy loop
+        else:
+            self.commit_backoff.reset()
+
+    @staticmethod
+    def rewind(consumer: Consumer, fetched: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """Fetch the batch again where this consumer still owns its partition; a new owner starts at the commit."""
+        owned = consumer.assignment()
+        for tp, messages in fetched.items():
+            if messages and tp in owned:
+                try:
+                    consumer.seek(tp, messages[0].offset)
+                except IllegalStateError:  # revoked between the two calls
+                    pass
+
+    async def run(self, consumer: Consumer) -> None:
+        while not self.stop.is_set():
+            fetched = await consumer.getmany(timeout_ms=int(self.settings.sink_batch_seconds * 1000),
+                                             max_records=self.settings.sink_batch_size)
             if not fetched:
                 continue
-            batch: list[Event] = []
-            for tp, messages in fetched.items():
-                for m in messages:
-                    try:
-                        batch.append(decode_output(m.value, topic=tp.topic))
-                    except Rejected as exc:  # our own output: a bug, loud but not fatal
-                        log.error("undecodable output at %s[%s]@%s: %s", tp.topic, tp.partition, m.offset, exc.reason)
-            if batch:
-                with metrics.SINK_BATCH_SECONDS.time():
-                    await asyncio.to_thread(store.write_batch, batch)
-                for e in batch:
-                    metrics.SINK_ROWS.labels(event_type=e.event_type).inc()
-                metrics.SINK_LAG.set(len(batch))
-            await consumer.commit()
+            try:
+                await self.handle(consumer, fetched)
+            except Stopped:
+                return  # told to stop during an outage: the batch stays uncommitted and comes again
+
+
+async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, sleep: Sleep | None = None,
+                   backoff: Backoff | None = None) -> None:
+    """Run the sink until ``stop`` is set; it waits for the database rather than failing when it is down."""
+    store = ResultsStore(settings.database_url)
+    sink = ResultsSink(store, settings, stop=stop, sleep=sleep, backoff=backoff)
+    try:
+        try:
+            await sink.prepare()
+        except Stopped:
+            return
+        consumer = AIOKafkaConsumer(
+            *SINK_TOPICS, group_id=sink_group(settings), enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,  # see streams/faust_fixes.py: a long wait is latency
+            **client_kwargs(settings),
+        )
+        await consumer.start()
+        try:
+            await sink.run(consumer)
+        finally:
+            await consumer.stop()
     finally:
-        await consumer.stop()
-        store.dispose() if hasattr(store, "dispose") else None
+        store.dispose()

@@ -4,17 +4,24 @@ A batch is one transaction; every row is keyed by its business key, so redeliver
 the topics from the start changes nothing. Each table gets one statement per batch, never a round trip per
 row (on PostgreSQL the rows travel by ``COPY`` into a staging table, see ``_insert``): the sink must keep up
 with a national mapping day (tens of thousands of participants) on a single connection.
+
+A row the database refuses must not stop the sink (``write_records``): the batch is bisected down to the
+refused events, which go to the quarantine table with their reason, and the rest is written. Errors are
+sorted into two kinds the sink treats differently: a *refusal* is about the data and will never succeed
+(quarantine it), an *outage* is about the database and will (wait and retry the whole batch).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -91,8 +98,101 @@ def _copy_value(value: Any) -> Any:
     return _json(value) if isinstance(value, (dict, list)) else value
 
 
-def _chunks(keys: list[tuple[str, str]], size: int = 500) -> list[list[tuple[str, str]]]:
+def _chunks(keys: list[Any], size: int = 500) -> list[list[Any]]:
     return [keys[i:i + size] for i in range(0, len(keys), size)]
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite hands timestamps back naive (they were stored in UTC), PostgreSQL aware: compare them as UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+# -------------------------------------------------------------------------------------------------
+# Quarantine: what the sink hands the store, and what it cannot store
+# -------------------------------------------------------------------------------------------------
+
+#: Longest part of a refused record kept in ``sink_quarantine.event_json``: enough to read the event, bounded
+#: so hostile input cannot fill the database; the source position points to the whole record.
+QUARANTINE_JSON_CHARS = 16_384
+_REASON_CHARS = 300
+_STORED_TYPES = (ev.ParticipantScored, ev.AttendanceChanged, ev.SessionSummary, ev.DeadLettered)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed message: where it came from, its bytes, and its decoded event (or why it has none)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    event: ev.Event | None = None
+    refusal: str | None = None  # set when there is no event: why the message could not be decoded
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line for operators: the driver's message, never SQLAlchemy's SQL and values.
+
+    ``str()`` of a SQLAlchemy error carries the statement and its parameters (NIPs among them), and
+    PostgreSQL's DETAIL line repeats the offending key: only the first line of the original error is kept.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    text = (str(orig).strip().splitlines() or [""])[0]
+    return f"{type(orig).__name__}: {text}"[:_REASON_CHARS].replace("\x00", "\\x00")
+
+
+def _clean(text: str, limit: int) -> str:
+    """Text PostgreSQL accepts (no NUL) and no longer than ``limit``."""
+    return text.replace("\x00", "\\u0000")[:limit]
+
+
+def _python_refusal(e: ev.Event) -> str | None:
+    """What would fail in Python while building the event's rows, checked up front because it costs little.
+
+    An aware datetime near year 1 or 9999 passes validation but has no UTC value (``0001-01-01T00:00+14:00``):
+    ``astimezone`` raises OverflowError. Caught here, the batch needs no bisection for it.
+    """
+    if not isinstance(e, _STORED_TYPES):
+        return f"not an event the results store keeps ({e.event_type})"
+    fields = [("occurred_at", e.occurred_at)]
+    if isinstance(e, ev.SessionSummary):
+        p = e.payload
+        fields += [("starts_at", p.starts_at), ("checkin_closes_at", p.checkin_closes_at), ("ends_at", p.ends_at)]
+    for name, at in fields:
+        try:
+            _utc(at)
+        except (OverflowError, ValueError) as exc:
+            return f"{name} has no UTC value ({at.isoformat()}): {exc}"[:_REASON_CHARS]
+    return None
+
+
+def _identity(r: Record) -> tuple[str | None, str]:
+    """(event id, event type) of a record, from its event or, for an undecodable one, its JSON if any.
+
+    The type is a metric label: a name that is not one of the contract's event types becomes ``unknown``, so
+    hostile input cannot grow the label set.
+    """
+    if r.event is not None:
+        return str(r.event.event_id), r.event.event_type
+    try:
+        doc = orjson.loads(r.value or b"")
+    except orjson.JSONDecodeError:
+        return None, "unknown"
+    if not isinstance(doc, dict):
+        return None, "unknown"
+    event_id, event_type = doc.get("event_id"), doc.get("event_type")
+    return (event_id if isinstance(event_id, str) and len(event_id) <= 36 else None,
+            event_type if isinstance(event_type, str) and event_type in ev.EVENT_TYPES else "unknown")
+
+
+def _quarantine_row(r: Record, reason: str, now: datetime) -> dict[str, Any]:
+    event_id, event_type = _identity(r)
+    value = r.value or b""
+    return {"source_topic": r.topic[:249], "source_partition": r.partition, "source_offset": r.offset,
+            "event_id": event_id, "event_type": event_type, "reason": _clean(reason, 500),
+            "event_json": _clean(value[:QUARANTINE_JSON_CHARS * 4].decode("utf-8", "backslashreplace"),
+                                 QUARANTINE_JSON_CHARS),
+            "event_bytes": len(value), "first_seen_at": now}
 
 
 def make_engine(url: str) -> Engine:
@@ -141,8 +241,37 @@ class ResultsStore:
         upgrade(self.engine)
 
     def dispose(self) -> None:
-        """Close pooled connections (the sink calls it on shutdown)."""
+        """Close pooled connections (the sink calls it on shutdown, and after an outage: they are all dead)."""
         self.engine.dispose()
+
+    # ---------------------------------------------------------------------------------------------
+    # What went wrong: the data (refusal) or the database (outage)
+    # ---------------------------------------------------------------------------------------------
+
+    def is_refusal(self, exc: BaseException) -> bool:
+        """The database (or the Python building its rows) refuses this data: retrying will never help.
+
+        Checked against the driver's own classes too, because the COPY path talks to psycopg directly and its
+        errors reach us unwrapped. ``JSONEncodeError`` is orjson's refusal of e.g. an integer beyond 64 bits.
+        """
+        dbapi = self.engine.dialect.loaded_dbapi
+        if isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DBAPIError):
+            exc = exc.orig if exc.orig is not None else exc  # a Python error while processing parameters
+        return isinstance(exc, (sa_exc.IntegrityError, sa_exc.DataError, dbapi.IntegrityError, dbapi.DataError,
+                                OverflowError, ValueError, orjson.JSONEncodeError))
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """The database is unreachable, restarting, locked or out of resources: the same write will succeed later.
+
+        PEP 249's ``OperationalError`` covers connection refused, "server closed the connection", admin
+        shutdown, disk full, deadlocks and SQLite's "database is locked"; ``InterfaceError`` a connection
+        already closed under us.
+        """
+        dbapi = self.engine.dialect.loaded_dbapi
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+                                sa_exc.TimeoutError, dbapi.OperationalError, dbapi.InterfaceError, ConnectionError))
 
     # ---------------------------------------------------------------------------------------------
     # Writes
@@ -202,6 +331,57 @@ class ResultsStore:
         conn.execute(on_conflict(postgresql.insert(table).from_select(cols, source)))
         conn.execute(staging.delete())  # a second batch in the same transaction starts from an empty stage
 
+    def write_records(self, records: Sequence[Record]) -> list[dict[str, Any]]:
+        """Write every record the database accepts and quarantine the others; the new quarantine rows are returned.
+
+        The common path is one ``write_batch``: the cheap checks of ``_python_refusal`` run first, so only a
+        refusal the database alone can see (a string too long for its column, a NUL byte on PostgreSQL, a
+        unique constraint a hostile event breaks) costs a bisection, about log2(batch) extra transactions per
+        refused event. Halves that succeed are committed as they go; that is safe because every write is an
+        idempotent upsert and the outcome does not depend on batch boundaries. An outage (or any error that
+        is neither) propagates: the caller retries the whole batch, nothing has been lost.
+        """
+        refused: list[tuple[Record, str]] = []
+        good: list[Record] = []
+        for r in records:
+            reason = r.refusal if r.event is None else _python_refusal(r.event)
+            if reason is None:
+                good.append(r)
+            else:
+                refused.append((r, reason or "refused"))
+        self._write_bisecting(good, refused)
+        return self._quarantine(refused) if refused else []
+
+    def _write_bisecting(self, records: list[Record], refused: list[tuple[Record, str]]) -> None:
+        if not records:
+            return
+        try:
+            self.write_batch([r.event for r in records if r.event is not None])
+        except Exception as exc:
+            if not self.is_refusal(exc):
+                raise
+            if len(records) == 1:
+                refused.append((records[0], one_line(exc)))
+                return
+            half = len(records) // 2
+            self._write_bisecting(records[:half], refused)
+            self._write_bisecting(records[half:], refused)
+
+    def _quarantine(self, refused: list[tuple[Record, str]]) -> list[dict[str, Any]]:
+        """Keep refused records, once per source position: a replayed offset adds nothing and counts nothing."""
+        now = datetime.now(UTC)
+        rows = {(r.topic, r.partition, r.offset): _quarantine_row(r, reason, now) for r, reason in refused}
+        q = m.QuarantinedRow.__table__
+        with self.engine.begin() as conn:
+            known: set[tuple[str, int, int]] = set()
+            for keys in _chunks(sorted(rows)):
+                known.update(tuple(k) for k in conn.execute(
+                    select(q.c.source_topic, q.c.source_partition, q.c.source_offset)
+                    .where(tuple_(q.c.source_topic, q.c.source_partition, q.c.source_offset).in_(keys))))
+            new = [row for key, row in rows.items() if key not in known]
+            self._upsert(conn, q, new)
+        return new
+
     def write_batch(self, events: Sequence[ev.Event]) -> None:
         """Write a batch of decoded output events in one transaction; a redelivery or replay changes nothing.
 
@@ -236,7 +416,6 @@ class ResultsStore:
                 log.warning("results store ignores %s event %s", e.event_type, e.event_id)
 
         with self.engine.begin() as conn:
-            self._write_participants(conn, [*results.values(), *attendance.values()])
             self._write_results(conn, list(results.values()))
             att = m.Attendance.__table__
             self._upsert(conn, att, [self._attendance_row(e) for e in attendance.values()],
@@ -254,33 +433,42 @@ class ResultsStore:
                 {"event_id": str(e.event_id), "occurred_at": _utc(e.occurred_at),
                  **e.payload.model_dump(include=set(_DEADLETTER_COLS))}
                 for e in deadletters.values()])
+            self._write_participants(conn, {e.payload.nip for e in [*results.values(), *attendance.values()]})
 
-    def _write_participants(self, conn: Connection, batch: Sequence[ev.ParticipantScored | ev.AttendanceChanged]
-                            ) -> None:
-        """One row per NIP: agency of the latest event, tier of the latest result, whatever the arrival order."""
-        rows: dict[str, dict[str, Any]] = {}
-        for e in sorted(batch, key=lambda e: (_utc(e.occurred_at), str(e.event_id))):
-            p = e.payload
-            tier = p.position_tier.value if isinstance(p, ev.ParticipantScoredPayload) else None
-            known = rows.get(p.nip)
-            rows[p.nip] = {"nip": p.nip, "agency_id": p.agency_id, "last_seen_at": _utc(e.occurred_at),
-                           "position_tier": tier or (known["position_tier"] if known else None)}
-        if not rows:
+    def _write_participants(self, conn: Connection, nips: set[str]) -> None:
+        """Recompute the participants row of every NIP the batch touched, from what is now stored.
+
+        The rule, the same whatever order or how often the events arrive: agency and ``last_seen_at`` come
+        from the NIP's attendance row with the latest ``updated_at`` (ties: the greater session id), the tier
+        from its current result with the latest ``assessed_on`` (ties: the greater activity id). Attendance
+        rows and current results are themselves order-independent (the highest revision or version wins),
+        unlike the events: a worker restarted mid-session re-emits interim facts (a no-show later corrected),
+        and a result's ``occurred_at`` and ``agency_id`` are those of whichever event triggered the scoring
+        and of the session, not the participant. A NIP with results but no attendance yet has no row until its
+        attendance arrives. One ``INSERT … SELECT`` per 500 NIPs: the rows never travel to Python.
+        """
+        if not nips:
             return
-        t = m.Participant.__table__
-
-        def keep_latest(stmt: Any) -> Any:
+        a, r, t = m.Attendance.__table__, m.Result.__table__, m.Participant.__table__
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        for keys in _chunks(sorted(nips)):
+            ranked = select(a.c.nip, a.c.agency_id, a.c.updated_at, func.row_number().over(
+                partition_by=a.c.nip, order_by=(a.c.updated_at.desc(), a.c.session_id.desc())).label("rank")
+            ).where(a.c.nip.in_(keys)).subquery()
+            tiers = select(r.c.nip, r.c.position_tier, func.row_number().over(
+                partition_by=r.c.nip, order_by=(r.c.assessed_on.desc(), r.c.activity_id.desc())).label("rank")
+            ).where(r.c.nip.in_(keys), r.c.status == "current").subquery()
+            stmt = insert(t).from_select(
+                ["nip", "agency_id", "position_tier", "last_seen_at"],
+                select(ranked.c.nip, ranked.c.agency_id, tiers.c.position_tier, ranked.c.updated_at)
+                .select_from(ranked.outerjoin(tiers, and_(tiers.c.nip == ranked.c.nip, tiers.c.rank == 1)))
+                .where(ranked.c.rank == 1))
             new = stmt.excluded
-            newer = new.last_seen_at >= t.c.last_seen_at
-            return stmt.on_conflict_do_update(index_elements=["nip"], set_={
-                "agency_id": case((newer, new.agency_id), else_=t.c.agency_id),
-                "last_seen_at": case((newer, new.last_seen_at), else_=t.c.last_seen_at),
-                "position_tier": case((and_(new.position_tier.is_not(None),
-                                            or_(newer, t.c.position_tier.is_(None))),
-                                       new.position_tier), else_=t.c.position_tier),
-            })
-
-        self._insert(conn, t, list(rows.values()), keep_latest)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["nip"],
+                set_={c: new[c] for c in ("agency_id", "position_tier", "last_seen_at")},
+                where=or_(t.c.agency_id != new.agency_id, t.c.last_seen_at != new.last_seen_at,
+                          t.c.position_tier.is_distinct_from(new.position_tier))))
 
     @staticmethod
     def _attendance_row(e: ev.AttendanceChanged) -> dict[str, Any]:
@@ -390,6 +578,21 @@ class ResultsStore:
             "deadletters": sum(dl.values()),
             "deadletters_by_reason": dict(sorted(dl.items())),
         }
+
+    def quarantined(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Quarantined records, newest first (then by source position): what `cact sink quarantine` lists."""
+        q = m.QuarantinedRow.__table__
+        stmt = select(q).order_by(q.c.first_seen_at.desc(), q.c.source_topic, q.c.source_partition,
+                                  q.c.source_offset)
+        with self.engine.connect() as conn:
+            rows = [dict(row) for row in conn.execute(stmt.limit(limit) if limit else stmt).mappings()]
+        for row in rows:
+            row["first_seen_at"] = _aware(row["first_seen_at"])
+        return rows
+
+    def quarantine_count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(m.QuarantinedRow.__table__)) or 0
 
     def current_results(self) -> list[dict[str, Any]]:
         """The ParticipantScored payload (JSON form) of every current result, ordered by NIP and activity."""

@@ -1,8 +1,10 @@
-"""The Faust application: topics, tables and two thin agents around :class:`SessionProcessor`.
+"""The Faust application: topics, tables, the ``process`` agent around :class:`Intake`, and the worker's pages.
 
-- ``process`` reads the schedule and lab topics (co-partitioned by session), applies each event to the
-  per-session and per-participant tables, and emits results, attendance and dead letters;
-- the ``sink`` task writes the output topics to the results store in batches and commits after each write.
+The commit protocol, in one sentence: an input record is acknowledged to Faust (so its offset can be
+committed) only after every output it caused, its dead letter if any, and its state change are acknowledged by
+the broker, in that order (``finish``). Anything unexpected stops the process without acknowledging
+(``_exit_without_ack``: crash-only, a supervisor or the operator restarts it), because Faust, when an agent
+raises, restarts the agent and acknowledges the batch it was in. docs/operations.md states the guarantee.
 """
 
 from __future__ import annotations
@@ -10,46 +12,97 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
 
 import faust
 from faust.types import EventT
-from prometheus_client import generate_latest
+from prometheus_client import REGISTRY, generate_latest
 
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import Reason, Rejected, at_index, decode_event, unpack
-from schemas.events import Event
+from schemas.events import CheckinWindowClosed, Event, derived_id, new_event
 from schemas.settings import Settings
+from sinks.attendance_view import attendance_overview
+from sinks.siasn_push import outbox_status
+from sinks.store import ResultsStore
 from streams import faust_fixes, metrics
-from streams.deadletter import dead_letter
-from streams.kafka import faust_broker_kwargs
-from streams.processor import AttendancePolicy, SessionProcessor
+from streams.broker_watch import BrokerWatch
+from streams.intake import Chunk, Intake
+from streams.kafka import end_offsets, faust_broker_kwargs
+from streams.metrics import AttendanceCollector, OutboxCollector
+from streams.processor import AttendancePolicy, SessionProcessor, StateLimits
 from streams.scoring import ScoringPolicy
 from streams.state import TableOverlay
-from sinks.attendance_view import attendance_overview
-from sinks.store import ResultsStore
-from schemas.events import CheckinWindowClosed, derived_id, new_event
-from sinks.siasn_push import outbox_status
-from streams.metrics import AttendanceCollector, OutboxCollector
-from prometheus_client import REGISTRY
-from datetime import UTC, datetime
-from pathlib import Path
 
 log = logging.getLogger("cact.worker")
 PIPELINE_ID = "cact-pipeline"
 OPERATOR_PAGE = Path(__file__).parent / "web" / "operator.html"
+#: Exit code of a worker stopped by an unexpected error (EX_SOFTWARE): nothing of its batch was acknowledged.
+EXIT_CRASH = 70
+#: Labs the silent-lab watch keeps (a real day has a few hundred); events from more are still processed.
+LABS_TRACKED_MAX = 2000
+#: How long a stopping worker lets the batch in hand finish before it exits without acknowledging it.
+STOP_GRACE_SECONDS = 30.0
+
+
+def _exit_without_ack(code: int, message: str, exc: BaseException | None = None) -> NoReturn:
+    """Leave now, before Faust's clean-up acknowledges the batch in hand: its records are read again on restart."""
+    if exc is not None:
+        log.critical("%s: %s: %s", message, type(exc).__name__, exc, exc_info=exc)
+    else:
+        log.critical("%s", message)
+    logging.shutdown()
+    os._exit(code)
+
+
+async def _to_completion(work: Coroutine[Any, Any, None]) -> None:
+    """Run one batch so that only a finished batch is ever acknowledged.
+
+    Faust acknowledges a ``take_events`` batch in a ``finally``, also when the agent is cancelled (a stop or a
+    rebalance) or raises. So: a cancel lets the batch finish first (bounded by STOP_GRACE_SECONDS), and a
+    batch that fails or cannot finish ends the process before that ``finally`` runs."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_SECONDS)
+        except BaseException as exc:  # noqa: BLE001 - whatever it was, the batch is not done
+            _exit_without_ack(EXIT_CRASH, "stopped in the middle of a batch; it was not acknowledged", exc)
+        raise
+    except BaseException as exc:  # noqa: BLE001
+        _exit_without_ack(EXIT_CRASH, "the worker stopped on an unexpected error; nothing of the batch in hand "
+                          "was acknowledged, it is processed again on restart", exc)
+
+
+async def _halt(watch: BrokerWatch) -> NoReturn:
+    """Stop processing for good, loudly, and keep serving /metrics; a stop exits without acknowledging."""
+    try:
+        while True:
+            log.error(watch.message())
+            await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        _exit_without_ack(EXIT_CRASH, "stopped while halted on a broker loss; nothing was acknowledged")
 
 
 def create_app(settings: Settings) -> faust.App:
-    faust_fixes.install(fetch_max_wait_ms=settings.fetch_max_wait_ms)
+    faust_fixes.install(fetch_max_wait_ms=settings.fetch_max_wait_ms, settings=settings)
     blueprints = {"current": BlueprintRegistry.from_dir(settings.blueprint_dir)}
     view_store = ResultsStore(settings.database_url)
-    view_store.create_schema()  # the operator page may be opened before the sink has written anything
+    try:  # the operator page may be opened before the sink has written anything
+        view_store.create_schema()
+    except Exception as exc:  # the database is down: processing does not need it, the sink waits for it
+        log.warning("results store not reachable at start (%s): the worker processes anyway; pages show it "
+                    "once it is back", type(exc).__name__)
     policy = ScoringPolicy.load(settings.scoring_policy)
     attendance = AttendancePolicy(late_admitted=settings.late_checkin_admitted)
+    limits = StateLimits(unscheduled_sessions=settings.unscheduled_sessions_max,
+                         unexpected_participants=settings.unexpected_participants_max)
 
     app = faust.App(
         settings.app_id,
@@ -65,6 +118,9 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="json",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # A send the broker does not acknowledge in this time fails, and the worker stops without acknowledging
+        # its input (crash-only), instead of waiting out Faust's 20-minute default with the process up.
+        producer_request_timeout=settings.produce_timeout_seconds,
         # Results (~3 kB each) and state go out in large produce requests, not Faust's default 16 kB batches:
         # per-request cost dominated the producer in the profile (docs/benchmarks.md).
         producer_max_batch_size=1_000_000,
@@ -86,57 +142,33 @@ def create_app(settings: Settings) -> faust.App:
     inputs = app.topic(*(t.name for t in topics.INPUT_TOPICS), key_serializer="raw", value_serializer="raw")
     sessions = app.Table("cact-sessions", partitions=settings.topic_partitions)
     participants = app.Table("cact-participants", partitions=settings.topic_partitions)
+    watch = BrokerWatch(broker_marks_path(settings), lambda tps: end_offsets(settings, tps))
 
-    # Wall-clock time each lab and each session was last heard from (this worker's partitions): for the
-    # silent-lab marker and the wall-clock fallback. Memory only: after a restart everything counts as just heard.
+    # Wall-clock time each lab and each scheduled session was last heard from (this worker's partitions): for
+    # the silent-lab marker and the wall-clock fallback. Memory only: after a restart everything counts as just
+    # heard. Bounded: only scheduled sessions, and at most LABS_TRACKED_MAX labs.
     lab_seen: dict[str, float] = {}
     session_seen: dict[str, float] = {}
     started_at = time.time()
 
-    class Chunk:
-        """Events processed against one private copy of the state, then emitted and written together."""
+    def on_lab_event(event: Event, chunk: Chunk) -> None:
+        session_id = event.key()
+        state = chunk.sessions.get(session_id)
+        if not state or not state.get("meta"):
+            return
+        now = session_seen[session_id] = time.time()
+        if event.lab_id in lab_seen or len(lab_seen) < LABS_TRACKED_MAX:
+            lab_seen[event.lab_id] = now
+        else:
+            metrics.LABS_NOT_TRACKED.inc()
 
-        def __init__(self) -> None:
-            self.started = time.perf_counter()
-            self.sessions, self.participants = TableOverlay(sessions), TableOverlay(participants)
-            self.processor = SessionProcessor(blueprints["current"], policy, self.sessions, self.participants,
-                                              attendance, reload=blueprints["current"].reload)
-            self.out: list[Event] = []
-            self.accepted: list[str] = []  # event types, counted once per chunk
-            self.events = 0
+    def new_chunk() -> Chunk:
+        overlays = TableOverlay(sessions), TableOverlay(participants)
+        processor = SessionProcessor(blueprints["current"], policy, *overlays, attendance,
+                                     reload=blueprints["current"].reload, limits=limits)
+        return Chunk(processor, *overlays)
 
-    def handle_message(chunk: Chunk, event: EventT) -> None:
-        msg = event.message
-        chunk.sessions.event = chunk.participants.event = event
-        failures: list[tuple[str, str]] = []
-        try:
-            for index, decoded in unpack(decode_event(msg.value, topic=msg.topic), topic=msg.topic):
-                chunk.events += 1
-                if isinstance(decoded, Rejected):
-                    failures.append((decoded.reason, decoded.detail))
-                    continue
-                try:
-                    if msg.topic == topics.LAB.name and decoded.lab_id != PIPELINE_ID:
-                        lab_seen[decoded.lab_id] = session_seen[decoded.key()] = time.time()
-                    chunk.out.extend(chunk.processor.handle(decoded))
-                    chunk.accepted.append(decoded.event_type)
-                except Rejected as exc:
-                    failures.append((exc.reason, at_index(index) + exc.detail))
-                except Exception as exc:  # a bug must not stop the lab's other sessions: park the event
-                    log.exception("processing failed at %s[%s]@%s %s", msg.topic, msg.partition, msg.offset,
-                                  at_index(index))
-                    failures.append((Reason.PROCESSING_ERROR, f"{at_index(index)}{type(exc).__name__}: {exc}"))
-        except Rejected as exc:
-            chunk.events += 1
-            failures.append((exc.reason, exc.detail))
-        if failures:
-            # One dead letter per source message (the store keeps one per source position); a batch's bad
-            # events are all named in it, with their index, and each is counted under its own reason.
-            for reason, _ in failures[1:]:
-                metrics.DEADLETTERS.labels(reason=reason, source_topic=msg.topic).inc()
-            chunk.out.append(dead_letter(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
-                                         value=msg.value, timestamp=msg.timestamp, reason=failures[0][0],
-                                         detail="; ".join(d for _, d in failures)))
+    intake = Intake(new_chunk, max_message_bytes=settings.max_message_bytes, on_lab_event=on_lab_event)
 
     async def send(events: Sequence[Event]) -> None:
         """Send events to their topics and wait until the broker has acknowledged them all.
@@ -149,13 +181,20 @@ def create_app(settings: Settings) -> faust.App:
             await asyncio.gather(*pending)
 
     async def finish(chunk: Chunk) -> None:
-        # Outputs first, acknowledged by the broker; only then the new state (see streams/state.py).
+        """The commit protocol's order: outputs and dead letters acknowledged, then the new state acknowledged
+        (streams/state.py), then the counters and the broker marks; the caller acknowledges the records last."""
         await send(chunk.out)
+        blueprints["current"] = chunk.processor.registry  # keeps a key correction loaded by a rescore
+        written = sum(await asyncio.gather(chunk.sessions.flush(app.producer), chunk.participants.flush(app.producer)))
+        metrics.STATE_WRITES.inc(written)
         metrics.count_by_event_type(metrics.EVENTS_IN, chunk.accepted)
         metrics.count_by_event_type(metrics.EMITTED, (o.event_type for o in chunk.out))
-        blueprints["current"] = chunk.processor.registry  # keeps a key correction loaded by a rescore
-        written = chunk.sessions.flush() + chunk.participants.flush()
-        metrics.STATE_WRITES.inc(written)
+        for reason, topic in chunk.deadletters:
+            metrics.DEADLETTERS.labels(reason=reason, source_topic=topic).inc()
+        for record in chunk.records:
+            msg = record.message
+            watch.processed(msg.topic, msg.partition, msg.offset)
+        intake.forget_parked()
         for lab_id, seen in lab_seen.items():
             metrics.LAB_LAST_EVENT.labels(lab_id=lab_id).set(seen)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - chunk.started)
@@ -163,18 +202,35 @@ def create_app(settings: Settings) -> faust.App:
     async def handle_batch(batch: Sequence[EventT]) -> None:
         """A Faust batch counts messages, and an EventBatch message holds many events: results go out, and
         state is written, every ``batch_max`` events, so the sink and memory never wait for a whole batch."""
-        chunk = Chunk()
-        for event in batch:
-            handle_message(chunk, event)
+        chunk = new_chunk()
+        for record in batch:
+            chunk = intake.take(chunk, record)
             if chunk.events >= settings.batch_max:
                 await finish(chunk)
-                chunk = Chunk()
+                chunk = new_chunk()
         await finish(chunk)
 
     @app.agent(inputs)
     async def process(stream: faust.StreamT) -> None:
+        checked = False
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_seconds):
-            await handle_batch(batch)
+            if not checked:  # before the first batch: a worker restarted after a broker loss must not go on
+                await watch.check()
+                checked = True
+            if watch.lost:
+                await _halt(watch)
+            await _to_completion(handle_batch(batch))
+
+    @app.timer(interval=settings.broker_check_seconds)
+    async def broker_check() -> None:
+        """Save the broker marks, look for a broker that lost them, and report the state's size."""
+        try:
+            watch.save()
+            await watch.check()
+            metrics.STATE_KEYS.labels(table="sessions").set(len(sessions))
+            metrics.STATE_KEYS.labels(table="participants").set(len(participants))
+        except Exception:  # a failed look must not stop the worker: the next tick tries again
+            log.exception("broker check failed")
 
     closing: set[str] = set()
 
@@ -187,6 +243,8 @@ def create_app(settings: Settings) -> faust.App:
             log.exception("wall-clock fallback failed")
 
     async def close_silent_windows() -> None:
+        if watch.lost:
+            return
         now = time.time()
         for session_id, state in list(sessions.items()):
             meta = state.get("meta")
@@ -195,10 +253,10 @@ def create_app(settings: Settings) -> faust.App:
             closes = datetime.fromisoformat(meta["checkin_closes_at"]).timestamp()
             quiet_since = session_seen.get(session_id, started_at)
             if now > closes + settings.wall_clock_lag_seconds and now - quiet_since > settings.wall_clock_lag_seconds:
-                closing.add(session_id)
                 event = new_event(CheckinWindowClosed, lab_id=PIPELINE_ID, occurred_at=datetime.now(UTC),
                                   event_id=derived_id("wall-clock", session_id), payload={"session_id": session_id})
                 await send([event])
+                closing.add(session_id)  # only once sent: a failed send is tried again at the next tick
                 log.warning("check-in window of session %s closed by the wall clock: its lab is silent", session_id)
 
     def overview() -> dict[str, Any]:
@@ -207,7 +265,10 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/attendance.json")
     async def attendance_json(web: Any, request: Any) -> Any:
-        return web.json(await asyncio.to_thread(overview))
+        try:
+            return web.json(await asyncio.to_thread(overview))
+        except Exception as exc:  # the database is down: say so, the page keeps polling
+            return web.json({"error": f"results store unavailable ({type(exc).__name__})"}, status=503)
 
     @app.page("/operator")
     async def operator_page(web: Any, request: Any) -> Any:
@@ -233,8 +294,15 @@ def create_app(settings: Settings) -> faust.App:
     async def sink() -> None:
         from sinks.runner import run_sink  # the store is optional for a worker that only processes
 
-        if settings.sink_in_worker:
-            await run_sink(settings)
+        if not settings.sink_in_worker:
+            return
+        try:
+            await run_sink(settings)  # waits out database outages by itself; returns only when stopped
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - crash-only: a dead sink must not leave a worker up
+            _exit_without_ack(EXIT_CRASH, "the results-store sink stopped on an unexpected error; its offsets "
+                              "were not committed", exc)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -243,11 +311,20 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def run_worker(settings: Settings, loglevel: str = "warning") -> None:
-    """Run a worker until SIGINT/SIGTERM; Faust handles signals, rebalancing and table recovery."""
+def broker_marks_path(settings: Settings) -> Path:
+    return settings.data_dir / f"{settings.app_id}-broker-marks.json"
+
+
+def run_worker(settings: Settings, loglevel: str = "warning", *, accept_broker_loss: bool = False) -> None:
+    """Run a worker until SIGINT/SIGTERM; Faust handles signals, rebalancing and table recovery.
+
+    ``accept_broker_loss``: the operator knows the broker lost its data and the labs resend; the marks that
+    halted the worker are set aside (streams/broker_watch.py)."""
     from faust.worker import Worker
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if accept_broker_loss and (aside := BrokerWatch(broker_marks_path(settings), end_offsets=None).accept()):  # type: ignore[arg-type]
+        log.warning("broker loss accepted: the marks are kept in %s", aside)
     if settings.siasn_push_enabled:  # a push without credentials must stop the worker now, not fail at each try
         from sinks.siasn_client import SiasnConfig
 

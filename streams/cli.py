@@ -30,7 +30,10 @@ console = Console(stderr=True)
 
 
 @app.command()
-def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "warning") -> None:
+def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "warning",
+           accept_broker_loss: Annotated[bool, typer.Option(
+               "--accept-broker-loss", help="The broker lost its data and the labs resend: start processing again "
+               "(docs/operations.md)")] = False) -> None:
     """Run a stream worker: score sections, track attendance, write results. Stop with Ctrl-C.
 
     Uses the Kafka in KAFKA_BOOTSTRAP_SERVERS (else the embedded broker's address) and the results store in
@@ -41,7 +44,7 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "war
     from streams.app import run_worker
 
     try:
-        run_worker(get_settings(), loglevel=loglevel)
+        run_worker(get_settings(), loglevel=loglevel, accept_broker_loss=accept_broker_loss)
     except BlueprintError as exc:
         console.print(f"[red]blueprint rejected:[/] {exc}")
         raise typer.Exit(2) from None
@@ -50,26 +53,82 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "war
         raise typer.Exit(2) from None
 
 
-@app.command()
-def sink() -> None:
+sink_app = typer.Typer(invoke_without_command=True)  # `cact sink` runs it; its subcommands look at it
+app.add_typer(sink_app, name="sink")
+
+
+@sink_app.callback()
+def sink(ctx: typer.Context) -> None:
     """Run the results-store sink on its own, until Ctrl-C (workers then run with CACT_SINK_IN_WORKER=false).
 
     Output topics → results store, one transaction per batch; several sinks share the partitions. Its own
     process means its own interpreter lock: the workers' agents and the database writes no longer take turns.
+    A database outage is waited out; a row the database refuses is quarantined (`cact sink quarantine`).
     """
+    if ctx.invoked_subcommand is not None:
+        return
     import asyncio
+    import logging
     import signal
 
     from sinks.runner import run_sink
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    port = getattr(settings, "sink_metrics_port", None)
+    if port:  # a sink of its own has no worker web server: /metrics on a port of its own, if asked for
+        from prometheus_client import start_http_server
+
+        start_http_server(int(port), addr=str(getattr(settings, "sink_metrics_host", "127.0.0.1")))
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_sink(get_settings(), stop)
+        await run_sink(settings, stop)
 
     asyncio.run(serve())
+
+
+@sink_app.command("quarantine")
+def sink_quarantine(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line")] = False,
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest first (0: all)")] = 50,
+    payload: Annotated[bool, typer.Option("--payload", help="With --json: include the record as received "
+                                          "(personal data: handle with care)")] = False,
+) -> None:
+    """Records the results store refused: where they came from, why, and when the sink first met them."""
+    from sqlalchemy import inspect
+
+    store = migrated_store()
+    if "sink_quarantine" not in inspect(store.engine).get_table_names():
+        console.print("[red]the results store has no quarantine table yet:[/] start `cact sink` or a worker of "
+                      "this version once (they migrate the store)")
+        raise typer.Exit(2)
+    rows = store.quarantined(limit or None)
+    total = store.quarantine_count()
+    if as_json:
+        for row in rows:
+            if not payload:
+                row.pop("event_json")
+            print(json.dumps({**row, "first_seen_at": row["first_seen_at"].isoformat()}))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"results store quarantine: {total} record(s)"
+                        + (f", newest {len(rows)} shown" if len(rows) < total else ""))
+    for col in ("first seen (UTC)", "source", "event type", "event id", "bytes", "reason"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(row["first_seen_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                      escape(f"{row['source_topic']}[{row['source_partition']}]@{row['source_offset']}"),
+                      escape(row["event_type"]), escape(row["event_id"] or "-"), str(row["event_bytes"]),
+                      escape(row["reason"]))
+    Console().print(table)
+    if not rows:
+        console.print("nothing in quarantine")
 
 
 @app.command()

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -38,10 +38,11 @@ from streams.kafka import ensure_topics, wait_until_consumed
 class WorkerProcess:
     """A ``cact worker`` child process in its own process group, so stopping it stops all of it."""
 
-    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None,
+                 args: Sequence[str] = ()) -> None:
         env = {**os.environ, **settings_env(settings), **(extra_env or {})}
         self._log = log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=self._log,
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", *args], env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def alive(self) -> bool:

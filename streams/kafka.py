@@ -194,7 +194,7 @@ async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] = ALL_TOP
 # ------------------------------------------------------------------------------------------------
 
 async def _true_end_offsets(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition],
-                            timeout: float = 5.0) -> dict[TopicPartition, int]:
+                            timeout: float = 5.0, strict: bool = False) -> dict[TopicPartition, int]:
     """High watermarks that are right on Tansu as on Apache Kafka, read with an already started consumer.
 
     Tansu 0.6 answers ListOffsets(latest) with the base offset of the last record batch + 1, short by
@@ -202,6 +202,10 @@ async def _true_end_offsets(consumer: AIOKafkaConsumer, tps: Sequence[TopicParti
     and where a partition is not empty fetch from its reported end - 1 (which is inside the last batch)
     and take the larger of the fetch's high watermark and the last offset fetched + 1. On Apache Kafka
     that fetch just confirms the reported value. The consumer's assignment is replaced.
+
+    ``strict``: raise TimeoutError when a partition's end could not be confirmed in time, instead of returning
+    the (possibly short) reported value: table recovery must never stop short (``streams/faust_fixes.py``),
+    while a lag reading may be a little off on a slow poll.
     """
     reported: Mapping[TopicPartition, int] = await consumer.end_offsets(list(tps))
     ends = dict(reported)
@@ -224,15 +228,19 @@ async def _true_end_offsets(consumer: AIOKafkaConsumer, tps: Sequence[TopicParti
             if records or highwater is not None:
                 todo.discard(tp)
     consumer.unsubscribe()
+    if strict and todo:
+        raise TimeoutError(f"the end of {len(todo)} partitions could not be confirmed in {timeout:g} s "
+                           f"(e.g. {sorted(todo)[0]})")
     return ends
 
 
-async def end_offsets(settings: Settings, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+async def end_offsets(settings: Settings, tps: Sequence[TopicPartition], *, strict: bool = False,
+                      timeout: float = 5.0) -> dict[TopicPartition, int]:
     """True high watermarks of ``tps`` (see :func:`_true_end_offsets` for why not plain ListOffsets)."""
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
     await consumer.start()
     try:
-        return await _true_end_offsets(consumer, tps)
+        return await _true_end_offsets(consumer, tps, timeout=timeout, strict=strict)
     finally:
         await consumer.stop()
 

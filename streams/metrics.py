@@ -21,6 +21,13 @@ SINK_BATCH_SECONDS = Histogram("cact_sink_batch_seconds", "Time to write one bat
 SINK_LAG = Gauge("cact_sink_batch_size", "Events in the last batch written to the results store")
 LAB_LAST_EVENT = Gauge("cact_lab_last_event_timestamp_seconds", "Wall-clock time of the last event from a lab",
                        ["lab_id"])
+BROKER_LOG_LOST = Gauge("cact_broker_log_lost", "1 when the broker no longer holds input this worker processed "
+                        "(its data was lost or topics recreated): the worker has stopped processing")
+BROKER_RECORDS_MISSING = Counter("cact_broker_records_missing_total",
+                                 "Processed input records found missing from the broker's log", ["topic"])
+STATE_KEYS = Gauge("cact_state_keys", "Keys held in the worker's state tables (this worker's partitions)", ["table"])
+LABS_NOT_TRACKED = Counter("cact_labs_not_tracked_total",
+                           "Lab events from labs beyond the silent-lab watch's cap (CACT_LABS_TRACKED_MAX)")
 
 
 def count_by_event_type(metric: Counter, event_types: Iterable[str]) -> None:
@@ -44,7 +51,7 @@ class AttendanceCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             data = self._overview()
-        except Exception:  # the store may not exist yet at the first scrape
+        except Exception:  # the store may not exist yet at the first scrape, or the database is down
             return
         counts = {c: GaugeMetricFamily(f"cact_attendance_{c}", f"Participants {c.replace('_', ' ')} per session",
                                        labels=_SESSION_LABELS) for c in ("scheduled", "checked_in", "no_show", "rescheduled")}
@@ -86,3 +93,12 @@ class OutboxCollector(Collector):
         yield backlog
         yield GaugeMetricFamily("cact_siasn_oldest_pending_age_seconds", "Age of the oldest pending SI ASN push",
                                 value=data["oldest_pending_age_s"])
+
+
+# The results-store sink against refused rows and database outages (sinks/runner.py, docs/operations.md).
+SINK_QUARANTINED = Counter("cact_sink_quarantined_total", "Output events the results store refused and quarantined",
+                           ["event_type"])
+SINK_QUARANTINE_ROWS = Gauge("cact_sink_quarantine_rows", "Rows in the results store's quarantine table")
+SINK_DB_UP = Gauge("cact_sink_db_up", "1 while the sink reaches the results store, 0 during an outage")
+SINK_DB_RETRIES = Counter("cact_sink_db_retries_total", "Attempts the sink repeated because the store was down")
+SINK_COMMIT_FAILURES = Counter("cact_sink_commit_failures_total", "Refused offset commits (the batch comes again)")

@@ -41,6 +41,24 @@ class AttendancePolicy:
     late_admitted: bool = True
 
 
+@dataclass(frozen=True)
+class StateLimits:
+    """Caps on state that input alone can create, so a hostile or broken lab cannot grow a worker without bound.
+
+    A lab event may arrive before its session's schedule (that is why such state is kept at all), but a stream
+    of events for sessions nobody schedules, or for NIPs nobody expects, would otherwise be kept forever. Past a
+    cap the event is refused as ``state_limit``: dead-lettered with its bytes, so nothing is silently dropped and
+    it can be replayed once the schedule is known. Both caps count per worker partition (``scope``)."""
+
+    unscheduled_sessions: int = 2000
+    unexpected_participants: int = 200
+
+
+def _unscheduled_key(scope: str) -> str:
+    """The state key listing a partition's sessions without a schedule ('#' is not allowed in session ids)."""
+    return f"#unscheduled/{scope}"
+
+
 def participant_key(session_id: str, nip: str) -> str:
     return f"{session_id}/{nip}"
 
@@ -141,7 +159,11 @@ class SessionProcessor:
         participants: MutableMapping[str, State],
         attendance: AttendancePolicy = AttendancePolicy(),
         reload: Callable[[], BlueprintRegistry] | None = None,
+        limits: StateLimits = StateLimits(),
     ) -> None:
+        self.limits = limits
+        #: The partition being processed: the caps count per partition, as state is kept per partition.
+        self.scope = "0"
         self.registry = registry
         self.reload = reload
         self.policy = policy
@@ -182,6 +204,8 @@ class SessionProcessor:
         if self.registry.get(p.blueprint_id) is None:
             raise Rejected(Reason.UNKNOWN_BLUEPRINT, f"blueprint {p.blueprint_id!r} is not loaded ({', '.join(self.registry.ids())})")
         s = self._session(p.session_id)
+        if s["meta"] is None:
+            self._forget_unscheduled(p.session_id)
         version = (s["meta"] or {}).get("blueprint_version") or self.registry.get(p.blueprint_id).version  # type: ignore[union-attr]
         s["meta"] = {**p.model_dump(mode="json"), "lab_id": self._trigger.lab_id, "event_id": str(self._trigger.event_id),
                      "blueprint_version": version}  # a session keeps the key it was scheduled with
@@ -202,7 +226,9 @@ class SessionProcessor:
             "home_agency_id": p.home_agency_id, "home_activity_id": p.home_activity_id,
         }
         part["unscheduled"] = False
-        self._track(s, p.session_id, p.nip)
+        self._track(s, p.session_id, p.nip, expected=True)
+        if p.nip in s.get("unexpected_nips", ()):
+            s["unexpected_nips"].remove(p.nip)
         self._refresh(s, part)
 
     def _on_ParticipantRescheduled(self, p: ev.ParticipantRescheduledPayload) -> None:
@@ -263,6 +289,10 @@ class SessionProcessor:
     def _lab_event(self, session_id: str, nip: str | None = None) -> tuple[State, State | None]:
         """Load the session and participant a lab event touches, and let its time advance the session clock."""
         s = self._session(session_id)
+        if nip is not None:
+            self._admit(s, session_id, nip)
+        elif session_id not in self.sessions:
+            self._admit_session(session_id)
         at = self._trigger.occurred_at
         if s["max_at"] is None or at > _at(s["max_at"]):
             s["max_at"] = at.isoformat()
@@ -401,10 +431,56 @@ class SessionProcessor:
             return part["unscheduled_at"]
         return (part["scheduled"] or {}).get("at") or meta.get("starts_at") or present
 
-    def _track(self, s: State, session_id: str, nip: str) -> None:
+    def _track(self, s: State, session_id: str, nip: str, expected: bool = False) -> None:
         if nip not in s["nips"]:
+            if not expected:
+                self._admit(s, session_id, nip)
+            elif session_id not in self.sessions:
+                self._admit_session(session_id)
             s["nips"].append(nip)
         self.sessions[session_id] = s
+
+    # ----------------------------------------------------------------------------------------------
+    # Caps on state that input alone creates (StateLimits); each check runs before anything changes
+    # ----------------------------------------------------------------------------------------------
+
+    def _admit_session(self, session_id: str) -> None:
+        """A session first heard of before its schedule: kept, unless the partition holds too many already."""
+        key = _unscheduled_key(self.scope)
+        registry = self.sessions.get(key) or {"ids": []}
+        if session_id in registry["ids"]:
+            return
+        if len(registry["ids"]) >= self.limits.unscheduled_sessions:
+            raise Rejected(Reason.STATE_LIMIT, f"session {session_id} is not scheduled and "
+                           f"{len(registry['ids'])} unscheduled sessions are kept already "
+                           "(CACT_UNSCHEDULED_SESSIONS_MAX)")
+        registry["ids"].append(session_id)
+        self.sessions[key] = registry
+
+    def _forget_unscheduled(self, session_id: str) -> None:
+        key = _unscheduled_key(self.scope)
+        registry = self.sessions.get(key)
+        if registry and session_id in registry["ids"]:
+            registry["ids"].remove(session_id)
+            self.sessions[key] = registry
+
+    def _admit(self, s: State, session_id: str, nip: str) -> None:
+        """A NIP first seen in a lab event: kept when scheduled here, or while the session's unexpected
+        participants are under their cap."""
+        if nip in s["nips"]:
+            return
+        stored = self.participants.get(participant_key(session_id, nip))
+        if stored is not None and stored.get("scheduled") is not None:
+            return
+        if session_id not in self.sessions:
+            self._admit_session(session_id)
+        unexpected = s.setdefault("unexpected_nips", [])
+        if nip in unexpected:
+            return
+        if len(unexpected) >= self.limits.unexpected_participants:
+            raise Rejected(Reason.STATE_LIMIT, f"{len(unexpected)} participants nobody scheduled are kept for "
+                           f"session {session_id} already (CACT_UNEXPECTED_PARTICIPANTS_MAX)")
+        unexpected.append(nip)
 
     def _advance_window(self, s: State, session_id: str) -> None:
         """Event time closes the check-in window: the first lab event at or after the closing time."""

@@ -4,16 +4,21 @@ Why: (1) per-message overhead dominates, so a batch of events touching one parti
 its state once, not once per event; (2) the worker sends a batch's output events and waits for the broker to
 acknowledge them *before* the new state reaches the changelog. A crash in between re-processes the batch on
 restart from the old state and re-emits the same events (same deterministic ids), so nothing is lost.
+
+(3) The changelog is written here, with awaited sends, not by Faust's ``table[key] = value``: Faust sends
+changelog records fire-and-forget (``send_soon``) and its flush before an offset commit gives up after 0.1 s,
+so a loaded worker could commit an input offset whose state change never reached the broker, and a kill -9
+then lost it (issue 12). :meth:`TableOverlay.flush` returns only once the broker has acknowledged every
+record, and only then does the table's in-memory value change; the caller acknowledges the input after that.
 """
 
 from __future__ import annotations
 
-import weakref
+import asyncio
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import orjson
-from faust.streams import _current_event  # Faust routes a table write to the partition of the current event
 from faust.types import EventT, TableT
 
 
@@ -52,14 +57,23 @@ class TableOverlay(MutableMapping[str, dict[str, Any]]):
     def __len__(self) -> int:
         return sum(1 for v in self._cache.values() if v is not None)
 
-    def flush(self) -> int:
-        """Write every changed key to the table (and so its changelog); returns how many."""
-        for key, event in self._dirty.items():
-            token = _current_event.set(weakref.ref(event))
-            try:
-                self._table[key] = self._cache[key]
-            finally:
-                _current_event.reset(token)
+    async def flush(self, producer: Any) -> int:
+        """Write every changed key to the changelog, wait for the broker's acknowledgement of all of them,
+        then to the table's memory; returns how many keys.
+
+        Each key goes to the changelog partition of the event that changed it (the input partition: tables
+        are co-partitioned with the input topics, as Faust does it). The records are JSON, the codec the app
+        gives Faust's recovery. ``producer`` is Faust's producer (``app.producer``)."""
+        if not self._dirty:
+            return 0
+        topic = self._table.changelog_topic.get_topic_name()
+        pending = [await producer.send(topic, orjson.dumps(key), orjson.dumps(self._cache[key]),
+                                       event.message.partition, None, None)
+                   for key, event in self._dirty.items()]
+        await asyncio.gather(*pending)
+        data = self._table.data
+        for key in self._dirty:
+            data[key] = self._cache[key]
         written = len(self._dirty)
         self._dirty.clear()
         return written

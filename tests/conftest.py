@@ -154,7 +154,8 @@ class StoreCases:
         first = self.snapshot(store)
         assert {name: len(rows) for name, rows in first.items()} == {
             "results": 2, "competency_results": 18, "section_scores": 6, "attendance": 2,
-            "session_summaries": 1, "deadletters": 2, "siasn_outbox": 2, "participants": 2}
+            "session_summaries": 1, "deadletters": 2, "siasn_outbox": 2, "participants": 2,
+            "sink_quarantine": 0}
         store.write_batch(batch)
         assert self.snapshot(store) == first
         for e in batch:  # a replay in other batch boundaries, one event at a time, changes nothing either
@@ -263,6 +264,104 @@ class StoreCases:
         assert {(r["nip"], r["result_version"]) for r in store.current_results()} == {(NIP_A, 2), (NIP_B, 1)}
         assert store.sessions_of_activity("ACT-2026-11") == ["S-JKT-01"]
 
+    # ---- issue 12: refused rows, order independence -----------------------------------------------
+
+    def refused_rows_are_quarantined_and_the_rest_written(self, store: ResultsStore) -> None:
+        """Rows the database (or Python) refuses go to quarantine once per source position; the rest is stored."""
+        from schemas import topics
+        from sinks.store import Record
+
+        def rec(topic: str, offset: int, e: ev.Event) -> Record:
+            return Record(topic, 0, offset, e.to_bytes(), e)
+
+        res, att, dl = topics.RESULTS.name, topics.ATTENDANCE.name, topics.DEADLETTER.name
+        a = self.scored(NIP_A, 1)
+        clash = self.scored(NIP_B, 1).model_copy(update={"event_id": a.event_id})  # breaks results.event_id
+        summary = self.session_summary("S-JKT-02", T0, scheduled=1, no_show=0)
+        at = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))  # has no UTC value (the decoder may refuse
+        year_one = summary.model_copy(update={"payload": summary.payload.model_copy(  # it: built unvalidated)
+            update={"starts_at": at, "checkin_closes_at": at, "ends_at": at})})
+        huge = self.attendance(NIP_B, "checked_in", T0, revision=2**70)  # no INTEGER column holds it
+        records = [rec(res, 0, a), rec(res, 1, clash), rec(att, 0, self.attendance(NIP_A, "checked_in", T0)),
+                   rec(att, 1, year_one), rec(att, 2, huge), rec(dl, 0, self.deadletter(5)),
+                   Record(att, 0, 3, b'\x00{"event_type": "Nope"', None, "undecodable output (invalid_json): x")]
+        new = store.write_records(records)
+        by_pos = {(q["source_topic"], q["source_offset"]): q for q in new}
+        assert sorted(by_pos) == [(att, 1), (att, 2), (att, 3), (res, 1)]
+        assert by_pos[(res, 1)]["reason"].split(":")[0] in ("IntegrityError", "UniqueViolation")  # SQLite, PostgreSQL
+        assert "event_id" in by_pos[(res, 1)]["reason"]
+        assert by_pos[(res, 1)]["event_id"] == str(a.event_id)
+        assert by_pos[(att, 1)]["reason"].startswith("starts_at has no UTC value (0001-01-01T00:00:00+14:00)")
+        assert by_pos[(att, 1)]["event_type"] == "SessionSummary"
+        assert by_pos[(att, 2)]["reason"].split(":")[0] in ("OverflowError", "NumericValueOutOfRange")
+        assert (by_pos[(att, 3)]["event_type"], by_pos[(att, 3)]["event_id"]) == ("unknown", None)
+        rows = self.snapshot(store)
+        stored = rows["sink_quarantine"]
+        assert len(stored) == 4 and all("\x00" not in q["event_json"] for q in stored)
+        assert {q["source_offset"]: q["event_bytes"] for q in stored if q["source_topic"] == att}[1] == len(
+            year_one.to_bytes())
+        assert '"starts_at":"0001-01-01T00:00:00+14:00"' in by_pos[(att, 1)]["event_json"]
+        assert [(r["nip"], r["result_version"]) for r in rows["results"]] == [(NIP_A, 1)]
+        assert [(r["nip"], r["status"]) for r in rows["attendance"]] == [(NIP_A, "checked_in")]
+        assert (len(rows["deadletters"]), rows["session_summaries"]) == (1, [])
+        assert [(r["nip"], r["agency_id"], r["position_tier"]) for r in rows["participants"]] == [
+            (NIP_A, "AG-KEMENKEU", "administrator")]
+        assert store.quarantine_count() == 4
+        # One batch, one first-seen time: then by source position.
+        assert [(q["source_topic"], q["source_offset"]) for q in store.quarantined(limit=2)] == [(att, 1), (att, 2)]
+        # Replays quarantine nothing twice and change nothing, whatever the order and batch boundaries.
+        assert store.write_records(records) == []
+        assert store.write_records(list(reversed(records))) == []
+        for r in records:
+            assert store.write_records([r]) == []
+        assert self.snapshot(store) == rows
+
+    def participants_do_not_depend_on_order(self, store: ResultsStore) -> None:
+        """Any order, duplication, batching, with or without the interim facts a restarted worker re-emits."""
+        import random
+
+        from schemas.domain import PositionTier
+
+        nip_c, minute = nip(3), timedelta(minutes=1)
+        later_tier = self.scored(NIP_A, 1, activity="ACT-2026-12", occurred_at=T0 + timedelta(days=30))
+        later_tier = later_tier.model_copy(update={"payload": later_tier.payload.model_copy(
+            update={"position_tier": PositionTier.PENGAWAS})})
+        final = [
+            self.attendance(NIP_A, "checked_in", T0 + 10 * minute, agency_id="AG-HOME", revision=3),
+            self.attendance(NIP_A, "checked_in", T0 + timedelta(days=1), session="S-SBY-02", agency_id="AG-MOVED",
+                            revision=2),
+            self.attendance(NIP_B, "no_show", T0 + 30 * minute, agency_id="AG-B1", revision=2),
+            # the same time in another session: the greater session id decides, not the arrival
+            self.attendance(NIP_B, "checked_in", T0 + 30 * minute, session="S-SBY-02", agency_id="AG-B2",
+                            revision=2),
+            self.attendance(nip_c, "checked_in", T0 + 10 * minute, agency_id="AG-HOME", revision=3, late=True),
+            self.scored(NIP_A, 2, occurred_at=T0 + timedelta(hours=3)), later_tier,
+            self.scored(nip_c, 1, occurred_at=T0 + timedelta(hours=2)),  # a result carries the session's agency
+        ]
+        interim = [
+            self.attendance(nip_c, "no_show", T0 + 30 * minute, agency_id="AG-HOME", revision=2),  # corrected later
+            self.attendance(nip_c, "unexpected", T0 + 10 * minute, agency_id="AG-OTHER", revision=1),
+            self.scored(NIP_A, 1, occurred_at=T0 + timedelta(hours=4)),  # superseded, triggered later
+        ]
+        expected = [(NIP_B, "AG-B2", None, T0 + 30 * minute),
+                    (NIP_A, "AG-MOVED", "pengawas", T0 + timedelta(days=1)),
+                    (nip_c, "AG-HOME", "administrator", T0 + 10 * minute)]
+        rng = random.Random(12)
+        for trial in range(10):
+            seen = final + [e for e in interim if trial == 1 or (trial > 1 and rng.random() < 0.5)]
+            seen += rng.sample(seen, 3)  # redelivered
+            rng.shuffle(seen)
+            self.reset(store)
+            while seen:
+                cut = rng.randint(1, 4)
+                store.write_batch(seen[:cut])
+                seen = seen[cut:]
+            rows = sorted(self.snapshot(store)["participants"], key=lambda r: r["nip"])
+            got = [(r["nip"], r["agency_id"], r["position_tier"],
+                    r["last_seen_at"] if r["last_seen_at"].tzinfo else r["last_seen_at"].replace(tzinfo=UTC))
+                   for r in rows]
+            assert got == sorted(expected), f"trial {trial}"
+
 
 @pytest.fixture
 def store_cases() -> StoreCases:
@@ -272,7 +371,8 @@ def store_cases() -> StoreCases:
 #: The store scenarios every backend runs (methods of StoreCases taking the store).
 STORE_SCENARIOS = ["redelivered_batch_changes_nothing", "higher_version_supersedes_and_both_are_kept",
                    "attendance_keeps_the_latest_occurred_at", "session_summary_keeps_the_latest",
-                   "deadletters_dedupe_by_source_offset", "participants_follow_the_latest_event", "summary_numbers"]
+                   "deadletters_dedupe_by_source_offset", "participants_follow_the_latest_event", "summary_numbers",
+                   "refused_rows_are_quarantined_and_the_rest_written", "participants_do_not_depend_on_order"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

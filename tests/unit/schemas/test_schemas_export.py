@@ -20,7 +20,7 @@ from pydantic import Field
 
 from schemas import events as ev
 from schemas import export, topics
-from schemas.decode import Reason, decode_event
+from schemas.decode import Reason, Rejected, decode_event
 from schemas.export import DEFAULT_DIR, DOC_PATH, export_schemas, stale_schemas
 
 EVENT_NAMES = [cls.model_fields["event_type"].default for cls in ev.ALL_EVENTS]
@@ -40,7 +40,7 @@ def rfc3339_checker() -> jsonschema.FormatChecker:
     """
     checker = jsonschema.FormatChecker()
 
-    @checker.checks("date-time")
+    @checker.checks("date-time", raises=ValueError)
     def _date_time(value: object) -> bool:
         if not isinstance(value, str):
             return True
@@ -237,11 +237,22 @@ def test_schemas_require_the_envelope(field: str) -> None:
     assert list(validator("ParticipantCheckedIn").iter_errors(data))
 
 
-def test_without_format_assertion_a_naive_time_slips_through() -> None:
-    """Why docs/events.md tells vendors to turn format assertion on: draft 2020-12 formats are annotations."""
-    data = dict(_checked_in(), occurred_at="2026-11-03T07:52:10")
-    assert not list(jsonschema.Draft202012Validator(schema_of("ParticipantCheckedIn")).iter_errors(data))
+def test_without_format_assertion_an_impossible_date_slips_through() -> None:
+    """Why docs/events.md tells vendors to turn format assertion on: draft 2020-12 formats are annotations.
+    The published pattern catches a missing offset or an out-of-range year, not 30 February."""
+    plain = jsonschema.Draft202012Validator(schema_of("ParticipantCheckedIn"))
+    assert list(plain.iter_errors(dict(_checked_in(), occurred_at="2026-11-03T07:52:10")))
+    assert list(plain.iter_errors(dict(_checked_in(), occurred_at="0001-01-01T00:00:00+14:00")))
+    data = dict(_checked_in(), occurred_at="2026-02-30T07:52:10+08:00")
+    assert not list(plain.iter_errors(data))
     assert list(validator("ParticipantCheckedIn").iter_errors(data))
+    assert rejection_reason(data) == Reason.INVALID_FIELD
+
+
+def rejection_reason(data: dict[str, Any]) -> str:
+    with pytest.raises(Rejected) as exc:
+        decode_event(json.dumps(data))
+    return exc.value.reason
 
 
 # --------------------------------------------------------------------------------------------------
