@@ -4,8 +4,8 @@ For each seed (3 by default): the seed's 3,000-participant day uninterrupted (th
 ground truth), then the same day with 20 kill -9 of the worker and 5 of the sink at random moments while a CPU
 hog keeps every core busy. Once, on the first seed: a lab offline 30 simulated minutes, a database outage
 (TCP proxy cut, and refused connections), an SI ASN outage with token expiry, two workers with one killed for
-good, and, with ``--hostile N`` (default 100,000 from make), the kill scenario with N hostile records sent beside
-the day. Every run is compared row by row with its reference (bench/faults/compare.py says what is not compared
+good, with ``--hostile N`` (default 100,000 from make) the kill scenario with N hostile records sent beside
+the day, and the embedded broker restarted mid-day with the labs' resend (``bench/faults/broker_loss.py``). Every run is compared row by row with its reference (bench/faults/compare.py says what is not compared
 and why). Writes bench/results/soak.json and exits 1 on any difference, unexpected exit or unfinished run.
 
 Each scenario's seed is printed with its result: ``python -m bench.soak --seeds 11 --scenarios kill_under_load``
@@ -41,7 +41,9 @@ from bench.faults.scenarios import (RefusedConnections, database_cut, database_o
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "bench" / "results" / "soak.json"
 ONCE = ("lab_offline", "database_outage", "database_refused", "siasn_outage", "worker_lost", "hostile_under_kills")
-ALL = ("kill_under_load", *ONCE)
+#: Runs compared with a reference of their own (two sends of the day in two parts), reported beside the table.
+APART = ("broker_loss",)
+ALL = ("kill_under_load", *ONCE, *APART)
 
 
 def git_commit() -> str:
@@ -116,13 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
 
-    if args.hostile > 0:
-        try:
-            import bench.faults.hostile  # noqa: F401 - helper "hostile"'s generator, optional
-        except ModuleNotFoundError:
-            console.print("[yellow]--hostile skipped:[/] bench/faults/hostile.py (the hostile record generator) "
-                          "is not in this tree yet")
-            args.hostile = 0
     hog = "stress-ng" if ensure_stress_ng() else "python busy loops (stress-ng could not be installed)"
     size = replace(FULL, participants=args.participants, send_seconds=args.send_seconds,
                    drain_timeout_s=max(FULL.drain_timeout_s, args.participants * 0.3))
@@ -152,7 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             harness.phase_reporter.pop()
     render(results, console)
-    ok = bool(results) and all(r.ok for r in results)
+    apart: dict[str, Any] = {}
+    if "broker_loss" in args.scenarios:
+        from bench.faults.broker_loss import broker_loss_day
+
+        with console.status(f"broker_loss (seed {args.seeds[0]}): the day with and without a broker restart"):
+            problems, facts = broker_loss_day(harness.simulated_day(size, args.seeds[0]),
+                                              args.workdir / f"broker-loss-{args.seeds[0]}",
+                                              drain_timeout=size.drain_timeout_s)
+        apart["broker_loss"] = {"seed": args.seeds[0], "ok": not problems, "problems": problems, **facts}
+        console.print(("[green]✓[/] " if not problems else "[red]✗[/] ") +
+                      f"broker_loss seed {args.seeds[0]}: {len(problems)} problems, {facts['seconds'] / 60:.1f} min")
+        for line in problems[:5]:
+            console.print(line, markup=False, highlight=False)
+    ok = (bool(results) or bool(apart)) and all(r.ok for r in results) and all(a["ok"] for a in apart.values())
     report: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"), "commit": git_commit(), "ok": ok,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "cpu_hog": hog},
@@ -162,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "references": [{"seed": seed, "seconds": round(r.run.seconds, 1), "problems": r.problems}
                        for seed, r in refs.made()],
         "results": [r.as_json() for r in results],
+        "apart": apart,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")

@@ -28,10 +28,14 @@ def record_time(timestamp: float | None, now: datetime | None = None) -> datetim
 
     Kafka timestamps are whatever the producer set: year 82269, negative, or 2**63-1 ms all reach us, and
     ``datetime.fromtimestamp`` raises on them."""
-    if isinstance(timestamp, (int, float)) and -1e11 < timestamp < 1e11:  # NaN fails both comparisons
-        at = datetime.fromtimestamp(timestamp, UTC)
-        if ev.in_contract_range(at):  # the sink decodes our dead letters with the contract's time range
-            return at
+    if isinstance(timestamp, (int, float)):
+        try:
+            at = datetime.fromtimestamp(timestamp, UTC)
+        except (ValueError, OverflowError, OSError):  # NaN, year 0, year 82269 …
+            pass
+        else:
+            if ev.in_contract_range(at):  # the sink decodes our dead letters with the contract's time range
+                return at
     return now or datetime.now(UTC)
 
 

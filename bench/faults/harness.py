@@ -111,9 +111,10 @@ class RunResult:
 
 
 @contextmanager
-def fresh_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped afterwards."""
-    name = f"cact_fault_{uuid.uuid4().hex[:10]}"
+def fresh_database(admin_url: str = PG_ADMIN_URL, prefix: str = "cact_fault") -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards (``DROP … WITH (FORCE)``: a leaked connection
+    cannot keep it alive). The integration tests' ``pg_database`` is this too."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:

@@ -273,7 +273,7 @@ def _key_of(data: dict[str, Any]) -> bytes | None:
     return value.encode() if isinstance(value, str) else None
 
 
-def _dumps(data: Any) -> bytes:
+def dumps_raw(data: Any) -> bytes:
     """JSON of ``data`` where a string "#<literal>" is written as the bare literal (numbers orjson cannot write)."""
     literals: list[str] = []
 
@@ -297,7 +297,7 @@ def _rec(ctx: _Ctx, kind: str, data: Any, reasons: Iterable[str], *, topic: str 
          key: bytes | None | str = "auto", stage: str = DECODE, expect: str = DEADLETTER, note: str = "",
          tags: Iterable[str] = (), raw: bytes | None = None, inner: tuple[str, ...] = ()) -> HostileRecord:
     if raw is None and data is not None:
-        raw = _dumps(data)
+        raw = dumps_raw(data)
     name = data.get("event_type") if isinstance(data, dict) else None
     if topic is None:
         topic = _topic_of(name) if isinstance(name, str) and name in ev.EVENT_TYPES else ctx.rng.choice((LAB, SCHEDULE))
@@ -326,14 +326,14 @@ def empty_value(ctx: _Ctx) -> HostileRecord:
 
 
 def truncated_json(ctx: _Ctx) -> HostileRecord:
-    raw = _dumps(ctx.template())
+    raw = dumps_raw(ctx.template())
     cut = ctx.rng.randint(1, len(raw) - 1)
     return _rec(ctx, "truncated_json", None, {Reason.BAD_JSON}, raw=raw[:cut], note=f"cut at byte {cut} of {len(raw)}")
 
 
 def invalid_utf8(ctx: _Ctx) -> HostileRecord:
     data = ctx.template()
-    raw = _dumps(data)
+    raw = dumps_raw(data)
     at = raw.index(b'"lab_id":"') + len(b'"lab_id":"')
     bad = ctx.rng.choice((b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\x80"))
     return _rec(ctx, "invalid_utf8", data, {Reason.BAD_JSON}, raw=raw[:at] + bad + raw[at:], note=f"bytes {bad!r} in lab_id")
@@ -341,7 +341,7 @@ def invalid_utf8(ctx: _Ctx) -> HostileRecord:
 
 def lone_surrogate(ctx: _Ctx) -> HostileRecord:
     data = ctx.template()
-    raw = _dumps(data).replace(b'"lab_id":"', b'"lab_id":"\\ud800', 1)
+    raw = dumps_raw(data).replace(b'"lab_id":"', b'"lab_id":"\\ud800', 1)
     return _rec(ctx, "lone_surrogate", data, {Reason.BAD_JSON}, raw=raw, note="\\ud800 escape in lab_id")
 
 
@@ -355,7 +355,7 @@ def non_finite_number(ctx: _Ctx) -> HostileRecord:
 def not_an_object(ctx: _Ctx) -> HostileRecord:
     event = ctx.template()
     value = ctx.rng.choice(([event], [event, event], "ParticipantCheckedIn", 42, None, True, [], 1.5))
-    return _rec(ctx, "not_an_object", None, {Reason.NOT_AN_OBJECT}, raw=_dumps(value), key=_key_of(event),
+    return _rec(ctx, "not_an_object", None, {Reason.NOT_AN_OBJECT}, raw=dumps_raw(value), key=_key_of(event),
                 note=f"a JSON {type(value).__name__}")
 
 
@@ -368,7 +368,7 @@ def deep_nesting(ctx: _Ctx) -> HostileRecord:
     """Nested past the parser's limit (1,024 levels): the parser refuses it."""
     depth = ctx.rng.randint(1025, 5000)
     data = ctx.template()
-    raw = _dumps(data)[:-1] + b',"x":' + _deep(depth).encode() + b"}"
+    raw = dumps_raw(data)[:-1] + b',"x":' + _deep(depth).encode() + b"}"
     return _rec(ctx, "deep_nesting", data, {Reason.BAD_JSON}, raw=raw, note=f"{depth} levels")
 
 
@@ -377,7 +377,9 @@ def deep_nesting_in_fields(ctx: _Ctx) -> HostileRecord:
     depth = ctx.rng.randint(900, 1020)
     data = ctx.template()
     where = ctx.rng.choice(("event_type", "payload", "payload.session_id", "payload.nip", "extra", "occurred_at"))
-    reasons = {"event_type": Reason.UNKNOWN_EVENT_TYPE, "payload.nip": Reason.INVALID_NIP}.get(where, Reason.INVALID_FIELD)
+    reasons = {"event_type": {Reason.UNKNOWN_EVENT_TYPE}, "payload.nip": {Reason.INVALID_NIP},
+               # a whole payload replaced: pydantic may report its missing nip first (invalid_nip wins then)
+               "payload": {Reason.INVALID_FIELD, Reason.INVALID_NIP}}.get(where, {Reason.INVALID_FIELD})
     marker = "\x00DEEP\x00"
     if where == "extra":
         data["x"] = marker
@@ -386,7 +388,7 @@ def deep_nesting_in_fields(ctx: _Ctx) -> HostileRecord:
     else:
         data[where] = marker
     raw = orjson.dumps(data).replace(b'"\\u0000DEEP\\u0000"', _deep(depth).encode())
-    return _rec(ctx, "deep_nesting_in_fields", data, {reasons}, raw=raw, note=f"{depth} levels in {where}")
+    return _rec(ctx, "deep_nesting_in_fields", data, reasons, raw=raw, note=f"{depth} levels in {where}")
 
 
 def unknown_event_type(ctx: _Ctx) -> HostileRecord:
@@ -539,7 +541,7 @@ def oversize(ctx: _Ctx) -> HostileRecord:
     if what == "answers_100k":
         data = ctx.template("AnswersSaved")
         data["payload"]["answers"] = [{"item_id": f"MSK-M1-{i % 1000:03d}", "option": "A"} for i in range(100_000)]
-        raw = _dumps(data)
+        raw = dumps_raw(data)
     elif what == "random":
         data = None
         raw = b"{" + ctx.rng.randbytes(ctx.max_bytes)
@@ -547,11 +549,11 @@ def oversize(ctx: _Ctx) -> HostileRecord:
         data = ctx.template("EventBatch")
         inner = data["payload"]["events"][0]
         data["payload"]["events"] = [{**inner, "event_id": ctx.uid()} for _ in range(ctx.max_bytes // 200 + 1)]
-        raw = _dumps(data)
+        raw = dumps_raw(data)
     else:
         data = ctx.template("ParticipantScheduled")
         data["payload"]["name"] = "N" * (ctx.max_bytes + 1)
-        raw = _dumps(data)
+        raw = dumps_raw(data)
     while len(raw) <= ctx.max_bytes:  # never below the limit, whatever the limit is
         raw += b" " * (ctx.max_bytes + 1 - len(raw))
     return _rec(ctx, "oversize", data, {Reason.TOO_LARGE}, raw=raw, stage=INTAKE,
@@ -638,7 +640,7 @@ def batch_bad_inner(ctx: _Ctx) -> HostileRecord:
     picked = [ctx.rng.choice(choices) for _ in range(ctx.rng.randint(1, 12))]
     events = [dict(e, event_id=ctx.uid()) if isinstance(e, dict) and "event_id" in e else e for e, _ in picked]
     data["payload"]["events"] = events
-    raw = _dumps(data).replace(orjson.dumps(_DEEP_MARK), _deep(1000).encode())
+    raw = dumps_raw(data).replace(orjson.dumps(_DEEP_MARK), _deep(1000).encode())
     inner = tuple(r for _, r in picked)
     return _rec(ctx, "batch_bad_inner", data, {inner[0]}, raw=raw, inner=inner, topic=LAB,
                 note=f"{len(inner)} bad events: {', '.join(inner)}")
@@ -903,7 +905,7 @@ def describe(record: HostileRecord) -> dict[str, Any]:
             "prefix_b64": base64.b64encode((record.value or b"")[:64]).decode()}
 
 
-__all__ = ["HostileRecord", "KINDS", "DAY_SAFE_KINDS", "FIELD_MUTATIONS", "FieldMutation", "iter_hostile",
+__all__ = ["dumps_raw", "HostileRecord", "KINDS", "DAY_SAFE_KINDS", "FIELD_MUTATIONS", "FieldMutation", "iter_hostile",
            "hostile_records", "interleave", "describe", "field_mutations", "mutated", "DEADLETTER", "ACCEPTED",
            "CAPPED", "INTAKE", "DECODE", "PROCESS", "VALID_HOSTILE", "STATE_GROWTH", "ALTERS_DAY",
            "ODD_TIMESTAMPS_MS", "DEFAULT_MAX_MESSAGE_BYTES"]

@@ -334,8 +334,7 @@ def hostile_under_kills(refs: References, size: Size, seed: int, workdir: Path, 
                         worker_kills: int = 3, sink_kills: int = 1, console: Console | None = None) -> ScenarioResult:
     """The kill scenario with ``count`` hostile records (``bench.faults.hostile``, day-safe kinds) sent beside
     the day by an outside client. The run's dead letters at the hostile records' positions are accounted
-    for (0 vanished) and set aside; everything else must still equal the reference of the seed.
-    Raises ModuleNotFoundError when bench/faults/hostile.py is not there."""
+    for (0 vanished, each with its kind's reason) and set aside; everything else must still equal the reference."""
     from bench.faults import hostile
     from bench.faults.hostile_stream import HostileStream, account
 
@@ -364,6 +363,9 @@ def hostile_under_kills(refs: References, size: Size, seed: int, workdir: Path, 
         if fates["fates"].get("vanished"):
             checks.append(f"{fates['fates']['vanished']} hostile records vanished (no dead letter at their "
                           f"position): {fates['vanished_by_kind']}")
+        if fates["other_reason"]:
+            checks.append(f"hostile records dead-lettered with another reason than their kind's: "
+                          f"{fates['other_reason']}")
     kills = sorted((k for loop in loops for k in loop.kills), key=lambda k: k.at_s)
     return verdict("hostile_under_kills", size, ref, run, kills=kills, checks=checks)
 

@@ -12,8 +12,8 @@ from typing import Any
 from producers.simulator import TruthParticipant
 
 import pytest
-from sqlalchemy import create_engine, text
 
+from bench.faults.harness import fresh_database
 from schemas.settings import Settings
 from streams.broker import EmbeddedBroker, free_port
 from streams.kafka import ensure_topics
@@ -61,16 +61,8 @@ def pipeline_kafka(tmp_path: Path) -> Iterator[Settings]:
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"cact_it_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(PG_ADMIN_URL, prefix="cact_it") as url:
+        yield url
 
 
 class IndependentScorer:

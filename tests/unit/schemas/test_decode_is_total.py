@@ -22,6 +22,7 @@ from schemas import events as ev
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
 from schemas.decode import DETAIL_MAX_CHARS, Reason, Rejected, decode_event, decode_output, unpack
+from bench.faults.hostile import dumps_raw
 
 CASES = 6000  # per strategy; the whole module runs in a few seconds
 
@@ -55,23 +56,6 @@ HOSTILE_VALUES: tuple[Any, ...] = (
 )
 
 
-def dumps(data: Any) -> bytes:
-    literals: list[str] = []
-
-    def mark(node: Any) -> Any:
-        if isinstance(node, str) and node.startswith("#"):
-            literals.append(node[1:])
-            return f"\x00L{len(literals) - 1}\x00"
-        if isinstance(node, dict):
-            return {k: mark(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [mark(v) for v in node]
-        return node
-
-    raw = orjson.dumps(mark(data))
-    for n, lit in enumerate(literals):
-        raw = raw.replace(f'"\\u0000L{n}\\u0000"'.encode(), lit.encode())
-    return raw
 
 
 def byte_mutation(rng: random.Random) -> bytes:
@@ -119,7 +103,7 @@ def structural_mutation(rng: random.Random) -> bytes:
             parent[rng.choice(("x", "nip", "session_id", "payload", "\x00", "event_type"))] = rng.choice(HOSTILE_VALUES)
         else:
             parent[path[-1]] = rng.choice(HOSTILE_VALUES)
-    return dumps(data)
+    return dumps_raw(data)
 
 
 def random_input(rng: random.Random) -> bytes:

@@ -102,6 +102,7 @@ HOSTILE: list[tuple[str, Any, Any, Any, str]] = [
     ("over the size limit", b'{"a": "' + b"y" * 1_100_000 + b'"}', b"S1", 1.8e9, Reason.TOO_LARGE),
     ("year 82269 record timestamp", b"{}", b"S1", 2_533_000_000_000.0, Reason.UNKNOWN_EVENT_TYPE),
     ("negative record timestamp", b"{}", b"S1", -1e12, Reason.UNKNOWN_EVENT_TYPE),
+    ("year 0 record timestamp", b"{}", b"S1", -62_135_596_800.0 - 86_400, Reason.UNKNOWN_EVENT_TYPE),
     ("NaN record timestamp", b"{}", b"S1", float("nan"), Reason.UNKNOWN_EVENT_TYPE),
     ("no record timestamp", b"{}", b"S1", None, Reason.UNKNOWN_EVENT_TYPE),
     ("10 kB binary key", b"{}", bytes(range(256)) * 40, 1.8e9, Reason.UNKNOWN_EVENT_TYPE),
