@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration schemas bench soak clean browser promtool
+.PHONY: install demo test test-unit test-integration schemas bench soak clean browser promtool stressng
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,18 +17,22 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cact demo
 
-test: $(STAMP) browser promtool
+test: $(STAMP) browser promtool stressng
 	$(BIN)/python -m pytest tests
 
 test-unit: $(STAMP) promtool
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: $(STAMP) browser
+test-integration: $(STAMP) browser stressng
 	$(BIN)/python -m pytest tests/integration
 
 # Headless Chromium for the operator-page browser test (Debian's package; Playwright never downloads one).
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# stress-ng is the CPU hog the fault suite runs beside the pipeline (Debian's package; bench/faults/load.py).
+stressng:
+	command -v stress-ng >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng)
 
 # promtool checks and unit-tests the Prometheus alert rules in deploy/prometheus/.
 promtool:
@@ -48,8 +52,7 @@ bench: $(STAMP)
 # records; every run compared row by row with an uninterrupted run of its seed. Report: bench/results/soak.json.
 # Needs PostgreSQL (CACT_FAULTS_PG_ADMIN_URL). e.g. make soak SOAK_ARGS="--seeds 11 --scenarios kill_under_load"
 SOAK_ARGS ?= --hostile 100000
-soak: $(STAMP)
-	command -v stress-ng >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng) || echo "stress-ng not installed: the CPU hog uses Python busy loops"
+soak: $(STAMP) stressng
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:

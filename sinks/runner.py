@@ -37,8 +37,8 @@ from streams.kafka import client_kwargs
 log = logging.getLogger("cact.sink")
 SINK_TOPICS = (topics.RESULTS.name, topics.ATTENDANCE.name, topics.DEADLETTER.name)
 
-#: Defaults of ``CACT_SINK_RETRY_BASE_SECONDS`` / ``CACT_SINK_RETRY_MAX_SECONDS``: the first retry after half a
-#: second (a database restart), then doubling up to 30 s (a long outage costs one attempt per 30 s).
+#: As the defaults of ``CACT_SINK_RETRY_BASE_SECONDS`` / ``CACT_SINK_RETRY_MAX_SECONDS``: the first retry after
+#: half a second (a database restart), then doubling up to 30 s (a long outage costs one attempt per 30 s).
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 
@@ -61,8 +61,7 @@ class Backoff:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backoff:
-        return cls(float(getattr(settings, "sink_retry_base_seconds", RETRY_BASE_SECONDS)),
-                   float(getattr(settings, "sink_retry_max_seconds", RETRY_MAX_SECONDS)))
+        return cls(settings.sink_retry_base_seconds, settings.sink_retry_max_seconds)
 
     def next_delay(self) -> float:
         delay = min(self.maximum, self.base * 2 ** min(self.attempts, 62))

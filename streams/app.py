@@ -142,7 +142,8 @@ def create_app(settings: Settings) -> faust.App:
     inputs = app.topic(*(t.name for t in topics.INPUT_TOPICS), key_serializer="raw", value_serializer="raw")
     sessions = app.Table("cact-sessions", partitions=settings.topic_partitions)
     participants = app.Table("cact-participants", partitions=settings.topic_partitions)
-    watch = BrokerWatch(broker_marks_path(settings), lambda tps: end_offsets(settings, tps))
+    # strict: an end not confirmed by a fetch may be Tansu's short answer, which would look like a loss
+    watch = BrokerWatch(broker_marks_path(settings), lambda tps: end_offsets(settings, tps, strict=True, timeout=15))
 
     # Wall-clock time each lab and each scheduled session was last heard from (this worker's partitions): for
     # the silent-lab marker and the wall-clock fallback. Memory only: after a restart everything counts as just

@@ -75,11 +75,11 @@ def sink(ctx: typer.Context) -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    port = getattr(settings, "sink_metrics_port", None)
+    port = settings.sink_metrics_port
     if port:  # a sink of its own has no worker web server: /metrics on a port of its own, if asked for
         from prometheus_client import start_http_server
 
-        start_http_server(int(port), addr=str(getattr(settings, "sink_metrics_host", "127.0.0.1")))
+        start_http_server(port, addr=settings.sink_metrics_host)
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -3,7 +3,7 @@
 Two rules make the commit protocol (docs/operations.md, "The delivery guarantee") hold against input nobody
 here wrote:
 
-* **Total**: no value, key, header or record timestamp makes :meth:`Chunk.take` raise. A record is either
+* **Total**: no value, key, header or record timestamp makes :meth:`Intake.take` raise. A record is either
   applied, or answered by exactly one dead letter naming every reason (bounded in size, see
   ``streams/deadletter.py``). Too-large and empty records are dead-lettered before they are parsed.
 * **No half-applied event**: when the processor fails on an event with anything but ``Rejected`` (a bug the

@@ -38,7 +38,8 @@ while True:
 def ensure_stress_ng() -> bool:
     """Install stress-ng with apt-get when it is missing and we are root; True when it is there afterwards.
 
-    Only ``make soak`` asks for this: a test must not install system packages, it uses what is there.
+    The Makefile installs it for `make test` and `make soak`; a test must not install system packages, it uses
+    what is there.
     """
     if shutil.which("stress-ng"):
         return True
