@@ -202,6 +202,17 @@ class Spool:
 
     # ---- writing ------------------------------------------------------------------------------
 
+    def _insert(self, db: sqlite3.Connection, rows: Sequence[NewRow], now: float) -> list[int]:
+        """Insert rows inside the caller's transaction; their ``seq`` numbers, in order."""
+        seqs: list[int] = []
+        for r in rows:
+            cur = db.execute(
+                "INSERT INTO events (owner, destination, topic, key, value, event_id, event_type, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.owner, self.destination, r.topic, r.key, r.value, r.event_id, r.event_type, now))
+            seqs.append(int(cur.lastrowid or 0))
+        return seqs
+
     def append(self, rows: Sequence[NewRow]) -> list[int]:
         """Spool rows in one transaction, committed when this returns; their ``seq`` numbers, in order."""
         now = self._clock()
@@ -213,15 +224,8 @@ class Spool:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (self.owner, self.destination, r.topic, r.key, r.value, r.event_id, r.event_type, now))
                 return [int(cur.lastrowid or 0)]
-        seqs: list[int] = []
         with self._tx() as db:
-            for r in rows:
-                cur = db.execute(
-                    "INSERT INTO events (owner, destination, topic, key, value, event_id, event_type, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (self.owner, self.destination, r.topic, r.key, r.value, r.event_id, r.event_type, now))
-                seqs.append(int(cur.lastrowid or 0))
-        return seqs
+            return self._insert(db, rows, now)
 
     def pending(self, after_seq: int = 0, limit: int = 1000) -> list[SpoolRow]:
         """This emitter's pending rows after ``after_seq``, oldest first."""
@@ -325,14 +329,8 @@ class Spool:
         Several rows when one participant-section's answers did not fit one message; ``seq`` numbers in order.
         """
         now = self._clock()
-        seqs: list[int] = []
         with self._tx() as db:
-            for row in rows:
-                cur = db.execute(
-                    "INSERT INTO events (owner, destination, topic, key, value, event_id, event_type, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (self.owner, self.destination, row.topic, row.key, row.value, row.event_id, row.event_type, now))
-                seqs.append(int(cur.lastrowid or 0))
+            seqs = self._insert(db, rows, now)
             db.execute("DELETE FROM autosaves WHERE id IN (SELECT j.value FROM json_each(?) AS j)", (_json_list(answer_ids),))
         return seqs
 
