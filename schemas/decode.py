@@ -48,10 +48,16 @@ class Reason:
     STATE_LIMIT = "state_limit"
     #: A valid event whose Kafka key is not its key field: it was partitioned away from its session's state.
     WRONG_KEY = "wrong_key"
+    #: A lab event for a session hosted by another lab (SessionScheduled.payload.lab_id).
+    WRONG_LAB = "wrong_lab"
+    #: A lab event stamped far outside its session's schedule (CACT_LAB_TIME_*_HOURS): a wrong clock, which
+    #: must not close a check-in window for everyone.
+    IMPLAUSIBLE_TIME = "implausible_time"
 
     ALL = (BAD_JSON, NOT_AN_OBJECT, UNKNOWN_EVENT_TYPE, UNSUPPORTED_SCHEMA_VERSION, INVALID_NIP, INVALID_FIELD,
            WRONG_TOPIC, UNKNOWN_SESSION, UNKNOWN_BLUEPRINT, UNKNOWN_ITEM, UNKNOWN_OPTION,
-           UNKNOWN_PARTICIPANT, UNKNOWN_SECTION, PROCESSING_ERROR, TOO_LARGE, STATE_LIMIT, WRONG_KEY)
+           UNKNOWN_PARTICIPANT, UNKNOWN_SECTION, PROCESSING_ERROR, TOO_LARGE, STATE_LIMIT, WRONG_KEY, WRONG_LAB,
+           IMPLAUSIBLE_TIME)
 
 
 @dataclass(frozen=True)

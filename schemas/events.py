@@ -200,6 +200,10 @@ class _Model(BaseModel):
 
 class SessionScheduledPayload(_Model):
     session_id: Id
+    lab_id: Id | None = Field(
+        default=None, description="The lab hosting the session: only its events are accepted for the session. "
+        "When absent (a scheduler older than this field), the first lab to send an event for the session after "
+        "its schedule is known becomes its host.")
     activity_id: Id = Field(description="The assessment activity (kegiatan) the session belongs to.")
     agency_id: Id = Field(description="The user agency (instansi) whose participants sit the session.")
     agency_name: str = Field(default="", max_length=200, pattern=NO_CONTROL)
@@ -551,9 +555,10 @@ class ParticipantUnscheduled(Event):
 
 
 class RescoreRequested(Event):
-    """An operator asks for a session's results to be recomputed with a corrected blueprint version."""
+    """An operator asks for a session's results to be recomputed with a corrected blueprint version (sent by
+    `cact rescore` on the control topic; refused as `wrong_topic` anywhere else)."""
 
-    topic = topics.SCHEDULE
+    topic = topics.CONTROL
     event_type: Literal["RescoreRequested"] = "RescoreRequested"
     payload: RescoreRequestedPayload
 
@@ -591,9 +596,10 @@ class SectionSubmitted(Event):
 
 
 class CheckinWindowClosed(Event):
-    """The pipeline closed a check-in window by the wall clock because the session's lab went silent."""
+    """The pipeline closed a check-in window by the wall clock because the session's lab went silent (control
+    topic only: a lab cannot close a window by decree, only by the times of its own events)."""
 
-    topic = topics.LAB
+    topic = topics.CONTROL
     event_type: Literal["CheckinWindowClosed"] = "CheckinWindowClosed"
     payload: CheckinWindowClosedPayload
 
@@ -653,12 +659,11 @@ class DeadLettered(Event):
     payload: DeadLetteredPayload
 
 
-SCHEDULE_EVENTS = (SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled,
-                   RescoreRequested)
-LAB_EVENTS = (ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed, CheckinWindowClosed,
-              EventBatch)
+SCHEDULE_EVENTS = (SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled)
+LAB_EVENTS = (ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed, EventBatch)
+CONTROL_EVENTS = (CheckinWindowClosed, RescoreRequested)
 OUTPUT_EVENTS = (ParticipantScored, AttendanceChanged, SessionSummary, DeadLettered)
-ALL_EVENTS: tuple[type[Event], ...] = SCHEDULE_EVENTS + LAB_EVENTS + OUTPUT_EVENTS
+ALL_EVENTS: tuple[type[Event], ...] = SCHEDULE_EVENTS + LAB_EVENTS + CONTROL_EVENTS + OUTPUT_EVENTS
 EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["event_type"].default: cls for cls in ALL_EVENTS}
 
 InputEvent = Union[

@@ -149,6 +149,8 @@ REASONS = {
     Reason.TOO_LARGE: "the message is larger than the worker accepts (`CACT_MAX_MESSAGE_BYTES`, 1,000,000 bytes by default); it was not parsed, and the dead letter keeps only its first 4,096 bytes, length and SHA-256.",
     Reason.STATE_LIMIT: "accepting the event would grow the worker's state past its cap: more sessions with lab events but no schedule, or more participants nobody scheduled in one session, than the worker keeps.",
     Reason.WRONG_KEY: "a valid event whose Kafka key is not its key field (`payload.session_id`, `payload.from_session_id` for a reschedule): it went to another partition than its session's state.",
+    Reason.WRONG_LAB: "a lab event for a session hosted by another lab (`SessionScheduled.payload.lab_id`): a lab speaks only for its own sessions.",
+    Reason.IMPLAUSIBLE_TIME: "a lab event stamped far outside its session's schedule (more than `CACT_LAB_TIME_BEFORE_START_HOURS` before its start or `CACT_LAB_TIME_AFTER_END_HOURS` after its end, 6 h each by default): a wrong clock, which must not move the session's check-in window.",
 }
 
 
@@ -171,6 +173,8 @@ REASON_ACTIONS = {
     Reason.TOO_LARGE: "Split it: at most 1,000 answers per `AnswersSaved` or `EventBatch`, one section per `SectionSubmitted`; the lab emitter refuses such a message before sending.",
     Reason.STATE_LIMIT: "Send the sessions' `SessionScheduled` and `ParticipantScheduled` first, then resend the lab events (`cact lab resend`); operators can replay the dead letters once the schedule is in.",
     Reason.WRONG_KEY: "Key every message by its key field (the tables above) with the default partitioner, then send it again.",
+    Reason.WRONG_LAB: "Send events only for the sessions your lab hosts, with your own `lab_id`; if the schedule names the wrong lab, ask BKN to correct the `SessionScheduled`.",
+    Reason.IMPLAUSIBLE_TIME: "Set the lab machine's clock (NTP) and time zone, then resend the events with their corrected times (`cact lab resend`).",
 }
 
 

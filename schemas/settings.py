@@ -75,6 +75,20 @@ class Settings(BaseSettings):
     sink_metrics_port: int | None = Field(default=None, description="A standalone `cact sink` serves /metrics here.")
     sink_metrics_host: str = Field(default="127.0.0.1", description="Address of the sink's /metrics.")
     late_checkin_admitted: bool = Field(default=True, description="Admit a check-in after the window closes.")
+    operator_token: SecretStr | None = Field(
+        default=None, description="Credential for the operator page and every page with names or NIPs "
+        "(docs/operations.md \"Web surface\"); without it (or _FILE) those pages answer 401.")
+    operator_token_file: Path | None = Field(default=None, description="File holding the operator token "
+                                             "(read at each request, so a rotation needs no restart).")
+    lab_time_before_start_hours: float = Field(
+        default=6.0, gt=0, description="A lab event stamped more than this before its session starts is "
+        "dead-lettered implausible_time.")
+    lab_time_after_end_hours: float = Field(
+        default=6.0, gt=0, description="A lab event stamped more than this after its session ends is "
+        "dead-lettered implausible_time.")
+    held_events_max: int = Field(
+        default=20_000, ge=0, description="Lab events kept per worker partition for sessions whose schedule has "
+        "not arrived (judged once it does); more are dead-lettered state_limit.")
 
     # --- Attendance monitoring -------------------------------------------------------------------
     noshow_threshold: float = Field(default=0.15, ge=0, le=1, description="No-show rate highlighted for operators.")
