@@ -93,7 +93,7 @@ class DayGenerator:
             ends = closes + timedelta(minutes=sum(SECTION_MINUTES.values()) + 15)
             eve = starts - timedelta(days=1)
             schedule = [self._event("SessionScheduled", eve, lab_id, {
-                "session_id": session_id, "activity_id": activity_id, "agency_id": "bench-agency",
+                "session_id": session_id, "lab_id": lab_id, "activity_id": activity_id, "agency_id": "bench-agency",
                 "agency_name": "Bench agency", "starts_at": starts.isoformat(), "checkin_closes_at": closes.isoformat(),
                 "ends_at": ends.isoformat(), "blueprint_id": self.blueprint.blueprint_id, "purpose": "mapping",
                 "seats": self.seats})]

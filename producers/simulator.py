@@ -38,6 +38,8 @@ TIERS = [PositionTier.ADMINISTRATOR, PositionTier.PENGAWAS, PositionTier.PELAKSA
          PositionTier.AHLI_PERTAMA, PositionTier.AHLI_MADYA]
 SECTION_MINUTES = {Section.MANSOSKUL: 120, Section.EMERGING_SKILLS: 90, Section.DIGITAL_LITERACY: 60}
 SLOTS = (time(7, 30), time(13, 0))  # morning and afternoon sessions, the lab's local time
+#: lab_id of the events BKN's scheduler sends (the schedule topic).
+SCHEDULER_ID = "bkn-scheduler"
 CHECKIN_OPENS_MINUTES, CHECKIN_MINUTES, WRAP_UP_MINUTES = 30, 30, 15
 FIRST = ["Andi", "Budi", "Citra", "Dewi", "Eko", "Fitri", "Gita", "Hendra", "Indah", "Joko", "Kartika", "Lestari",
          "Made", "Nur", "Oktavia", "Putu", "Rahmat", "Siti", "Teguh", "Wayan", "Yohanes", "Zainal"]
@@ -192,8 +194,9 @@ def build_day(cfg: SimConfig, registry: BlueprintRegistry,
         plan = plans[session_id] = SessionPlan(session_id, site.lab_id, agency.agency_id, agency.name, agency.central,
                                                activity_id, blueprint_id, purpose, start, closes, ends, cfg.seats)
         eve = start - timedelta(days=1)
-        schedule.append(ev.new_event(ev.SessionScheduled, lab_id=site.lab_id, occurred_at=eve, event_id=uid(), payload={
-            "session_id": session_id, "activity_id": activity_id, "agency_id": agency.agency_id,
+        # Sent by BKN's scheduler, naming the lab that hosts the session (only that lab may speak for it).
+        schedule.append(ev.new_event(ev.SessionScheduled, lab_id=SCHEDULER_ID, occurred_at=eve, event_id=uid(), payload={
+            "session_id": session_id, "lab_id": site.lab_id, "activity_id": activity_id, "agency_id": agency.agency_id,
             "agency_name": agency.name, "starts_at": start, "checkin_closes_at": closes, "ends_at": ends,
             "blueprint_id": blueprint_id, "purpose": purpose, "seats": cfg.seats}))
         for _ in range(min(cfg.seats, cfg.participants - s_index * cfg.seats)):
@@ -228,7 +231,7 @@ def build_day(cfg: SimConfig, registry: BlueprintRegistry,
             continue
         free[target.session_id] -= 1
         tp.rescheduled_to = target.session_id
-        schedule.append(ev.new_event(ev.ParticipantRescheduled, lab_id="bkn-scheduler", occurred_at=decided,
+        schedule.append(ev.new_event(ev.ParticipantRescheduled, lab_id=SCHEDULER_ID, occurred_at=decided,
                                      event_id=uid(), payload={"nip": tp.nip, "from_session_id": tp.session_id,
                                                               "to_session_id": tp.rescheduled_to, "reason": "susulan"}))
         if rng.random() < cfg.susulan_attendance:

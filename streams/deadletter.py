@@ -40,8 +40,11 @@ def record_time(timestamp: float | None, now: datetime | None = None) -> datetim
 
 
 def dead_letter(*, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-                timestamp: float | None, reason: str, detail: str) -> ev.DeadLettered:
-    """The id is derived from the source position, so re-processing a message dead-letters it once."""
+                timestamp: float | None, reason: str, detail: str, index: int | None = None) -> ev.DeadLettered:
+    """The id is derived from the source position, so re-processing a message dead-letters it once.
+
+    ``index``: a lab event held until its schedule arrived and refused then (streams/processor.py ``LabTrust``)
+    is dead-lettered on its own, after its record was taken; its id names its place in the record too."""
     raw = value if isinstance(value, (bytes, bytearray)) else b""
     payload = {
         "reason": reason, "detail": ev.printable(detail, DETAIL_MAX_CHARS), "source_topic": topic, "source_partition": partition,
@@ -52,4 +55,6 @@ def dead_letter(*, topic: str, partition: int, offset: int, key: bytes | None, v
         "value_truncated": len(raw) > VALUE_PREFIX_BYTES,
     }
     return ev.new_event(ev.DeadLettered, lab_id=PIPELINE_ID, occurred_at=record_time(timestamp),
-                        event_id=ev.derived_id("deadletter", topic, partition, offset), payload=payload)
+                        event_id=ev.derived_id("deadletter", topic, partition, offset,
+                                                *(() if index is None else ("held", index))),
+                        payload=payload)

@@ -26,14 +26,11 @@ from typing import Any
 from schemas import topics
 from schemas.decode import Reason, Rejected, at_index, decode_event, unpack
 from schemas.events import Event
-from streams.deadletter import PIPELINE_ID, dead_letter
-from streams.processor import SessionProcessor
+from streams.deadletter import dead_letter
+from streams.processor import Position, SessionProcessor
 from streams.state import TableOverlay
 
 log = logging.getLogger("cact.worker")
-
-#: Where a poisoned event is: (topic, partition, offset, index in its EventBatch or None).
-Position = tuple[str, int, int, int | None]
 
 
 class _Poisoned(Exception):
@@ -60,14 +57,17 @@ class Chunk:
 class Intake:
     """Builds chunks and feeds them records; ``new_chunk`` gives a chunk over fresh overlays of the tables.
 
-    ``on_lab_event(event)`` is told of every accepted lab event (the silent-lab watch); it must not raise.
+    ``on_lab_event(event, chunk)`` is told of every accepted lab event, ``on_schedule_event(event)`` of every
+    accepted schedule event (the silent-lab watch); a failing hook is logged and never costs an event.
     """
 
     def __init__(self, new_chunk: Callable[[], Chunk], *, max_message_bytes: int,
-                 on_lab_event: Callable[[Event, Chunk], None] | None = None) -> None:
+                 on_lab_event: Callable[[Event, Chunk], None] | None = None,
+                 on_schedule_event: Callable[[Event], None] | None = None) -> None:
         self.new_chunk = new_chunk
         self.max_message_bytes = max_message_bytes
         self.on_lab_event = on_lab_event
+        self.on_schedule_event = on_schedule_event
         self._parked: dict[Position, str] = {}
 
     def take(self, chunk: Chunk, record: Any) -> Chunk:
@@ -132,6 +132,7 @@ class Intake:
             if position in self._parked:
                 failures.append((Reason.PROCESSING_ERROR, at_index(index) + self._parked[position]))
                 continue
+            chunk.processor.position = position
             try:
                 outputs = chunk.processor.handle(decoded)
             except Rejected as exc:
@@ -142,12 +143,15 @@ class Intake:
                               msg.offset, at_index(index))
                 raise _Poisoned(position, f"{type(exc).__name__}: {exc}") from None
             chunk.out.extend(outputs)
+            chunk.deadletters.extend(chunk.processor.late_rejections)  # held events refused once scheduled
             chunk.accepted.append(decoded.event_type)
-            if msg.topic == topics.LAB.name and decoded.lab_id != PIPELINE_ID and self.on_lab_event is not None:
-                try:
+            try:  # a monitoring hook never costs an event
+                if msg.topic == topics.LAB.name and self.on_lab_event is not None:
                     self.on_lab_event(decoded, chunk)
-                except Exception:  # a monitoring hook never costs an event
-                    log.exception("lab activity hook failed")
+                elif msg.topic == topics.SCHEDULE.name and self.on_schedule_event is not None:
+                    self.on_schedule_event(decoded)
+            except Exception:
+                log.exception("lab activity hook failed")
         return failures
 
     @staticmethod

@@ -26,6 +26,8 @@ BROKER_LOG_LOST = Gauge("cact_broker_log_lost", "1 when the broker no longer hol
 BROKER_RECORDS_MISSING = Counter("cact_broker_records_missing_total",
                                  "Processed input records found missing from the broker's log", ["topic"])
 STATE_KEYS = Gauge("cact_state_keys", "Keys held in the worker's state tables (this worker's partitions)", ["table"])
+HELD_EVENTS = Gauge("cact_held_events", "Lab events held for sessions whose schedule has not arrived (this worker's "
+                    "partitions; judged when it does, dead-lettered state_limit past CACT_HELD_EVENTS_MAX)")
 LABS_NOT_TRACKED = Counter("cact_labs_not_tracked_total",
                            "Lab events from labs beyond the silent-lab watch's cap (CACT_LABS_TRACKED_MAX)")
 

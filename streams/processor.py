@@ -18,8 +18,8 @@ import hashlib
 import operator
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Optional
 
 import orjson
 
@@ -29,9 +29,16 @@ from schemas.decode import Reason, Rejected
 from schemas.domain import AttendanceStatus as St
 from schemas.domain import Competency, PositionTier, Purpose, Section
 from streams import scoring
+from streams.deadletter import dead_letter
 
 PIPELINE_ID = "cact-pipeline"
+#: The lab of a session whose schedule names none and for which no lab has spoken yet.
+UNKNOWN_LAB = "unknown"
 State = dict[str, Any]
+#: Events a lab sends about its own session: judged against the session's schedule (LabTrust) before they count.
+LAB_FACTS = (ev.ParticipantCheckedIn, ev.SectionStarted, ev.AnswersSaved, ev.SectionSubmitted, ev.SessionClosed)
+#: Where the record being processed was read: (topic, partition, offset, index in its EventBatch or None).
+Position = tuple[str, int, int, Optional[int]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,22 @@ class StateLimits:
 
     unscheduled_sessions: int = 2000
     unexpected_participants: int = 200
+    #: Lab events held for sessions whose schedule has not arrived, per partition (see ``LabTrust``).
+    held_events: int = 20_000
+
+
+@dataclass(frozen=True)
+class LabTrust:
+    """What a lab event must be to count for a session: from the lab hosting it, and stamped near its schedule.
+
+    Event time closes check-in windows, so one lab clock set to 2099, or one lab writing about another lab's
+    session, would otherwise decide for everyone in it (issue 13). A lab event is judged only against a known
+    schedule: one that arrives first is held in the session's state, unapplied, and judged when the schedule
+    arrives, so the verdict is the same whatever order the topics are read in. Refused events are dead-lettered
+    (``wrong_lab``, ``implausible_time``) and change nothing."""
+
+    before_start: timedelta = timedelta(hours=6)
+    after_end: timedelta = timedelta(hours=6)
 
 
 def _unscheduled_key(scope: str) -> str:
@@ -160,10 +183,16 @@ class SessionProcessor:
         attendance: AttendancePolicy = AttendancePolicy(),
         reload: Callable[[], BlueprintRegistry] | None = None,
         limits: StateLimits = StateLimits(),
+        trust: LabTrust = LabTrust(),
     ) -> None:
         self.limits = limits
+        self.trust = trust
         #: The partition being processed: the caps count per partition, as state is kept per partition.
         self.scope = "0"
+        #: Where the event being handled was read (set by the intake): a held event's dead letter points there.
+        self.position: Position = ("", 0, 0, None)
+        #: (reason, source topic) of the dead letters the last ``handle`` emitted for held events.
+        self.late_rejections: list[tuple[str, str]] = []
         self.registry = registry
         self.reload = reload
         self.policy = policy
@@ -179,12 +208,90 @@ class SessionProcessor:
         """Apply one input event; return the events to emit. Raises Rejected for input to dead-letter."""
         self._out: list[ev.Event] = []
         self._summary_due: set[str] = set()
-        self._trigger = event
-        handler = getattr(self, f"_on_{type(event).__name__}")
-        handler(event.payload)
+        self.late_rejections = []
+        if isinstance(event, LAB_FACTS):
+            s = self._session(event.key())
+            if s["meta"] is None:
+                self._hold(s, event)
+            else:
+                self._judge(s, event)
+                self._apply(event)
+        else:
+            self._apply(event)
         for session_id in sorted(self._summary_due):
             self._emit_summary(session_id)
         return self._out
+
+    def _apply(self, event: ev.Event) -> None:
+        self._trigger = event
+        handler = getattr(self, f"_on_{type(event).__name__}")
+        handler(event.payload)
+
+    # ----------------------------------------------------------------------------------------------
+    # Who may say what about a session (LabTrust)
+    # ----------------------------------------------------------------------------------------------
+
+    def _judge(self, s: State, event: ev.Event) -> None:
+        """Refuse a lab event from another lab than the session's, or stamped far from its schedule; the first
+        lab to speak for a session whose schedule names no lab (an older scheduler) becomes its host."""
+        meta = s["meta"]
+        host = meta.get("lab_id")
+        if host is not None and event.lab_id != host:
+            raise Rejected(Reason.WRONG_LAB, f"session {event.key()} is hosted by lab {host}, not {event.lab_id}")
+        at = event.occurred_at
+        earliest = _at(meta["starts_at"]) - self.trust.before_start
+        latest = _at(meta["ends_at"]) + self.trust.after_end
+        if not earliest <= at <= latest:
+            raise Rejected(Reason.IMPLAUSIBLE_TIME, f"occurred_at {at.isoformat()} is outside {earliest.isoformat()}"
+                           f" .. {latest.isoformat()} around session {event.key()}'s schedule (CACT_LAB_TIME_*_HOURS)")
+        if host is None:
+            meta["lab_id"] = event.lab_id
+            self.sessions[event.key()] = s
+            self._refresh_session(event.key(), s)  # attendance rows name the lab
+            self._summary_due.add(event.key())
+
+    def _hold(self, s: State, event: ev.Event) -> None:
+        """Keep a lab event that came before its session's schedule, unapplied, until the schedule says who
+        hosts the session and when (bounded per partition: ``StateLimits.held_events``)."""
+        session_id = event.key()
+        self._admit_session(session_id)
+        key = _unscheduled_key(self.scope)
+        registry = self.sessions[key]
+        if registry.get("held", 0) >= self.limits.held_events:
+            raise Rejected(Reason.STATE_LIMIT, f"{registry['held']} lab events of sessions without a schedule are "
+                           "held already (CACT_HELD_EVENTS_MAX)")
+        registry["held"] = registry.get("held", 0) + 1
+        self.sessions[key] = registry
+        s.setdefault("held", []).append({"event": event.model_dump(mode="json"), "position": list(self.position)})
+        self.sessions[session_id] = s
+
+    def _release(self, session_id: str, s: State) -> None:
+        """The schedule is known: judge and apply the held events in the order they came."""
+        held = s.pop("held", None)
+        if not held:
+            return
+        key = _unscheduled_key(self.scope)
+        registry = self.sessions.get(key)
+        if registry is not None:
+            registry["held"] = max(0, registry.get("held", 0) - len(held))
+            self.sessions[key] = registry
+        self.sessions[session_id] = s
+        schedule_event = self._trigger
+        for item in held:
+            event = ev.EVENT_TYPES[item["event"]["event_type"]].model_validate(item["event"])
+            try:
+                self._judge(self._session(session_id), event)
+                self._apply(event)
+            except Rejected as exc:
+                topic, partition, offset, index = item["position"]
+                detail = f"held until the schedule arrived: {exc.detail}"
+                if index is not None:
+                    detail = f"events[{index}]: {detail}"
+                self._out.append(dead_letter(topic=topic, partition=partition, offset=offset, index=index,
+                                             key=session_id.encode(), value=event.to_bytes(), timestamp=None,
+                                             reason=exc.reason, detail=detail))
+                self.late_rejections.append((exc.reason, topic))
+        self._trigger = schedule_event
 
     # ----------------------------------------------------------------------------------------------
     # Schedule
@@ -206,13 +313,18 @@ class SessionProcessor:
         s = self._session(p.session_id)
         if s["meta"] is None:
             self._forget_unscheduled(p.session_id)
-        version = (s["meta"] or {}).get("blueprint_version") or self.registry.get(p.blueprint_id).version  # type: ignore[union-attr]
-        s["meta"] = {**p.model_dump(mode="json"), "lab_id": self._trigger.lab_id, "event_id": str(self._trigger.event_id),
+        old = s["meta"] or {}
+        version = old.get("blueprint_version") or self.registry.get(p.blueprint_id).version  # type: ignore[union-attr]
+        # The host is the payload's lab, never the envelope's (that is the scheduler); a schedule without one
+        # keeps the lab that first spoke for the session (LabTrust).
+        s["meta"] = {**p.model_dump(mode="json"), "lab_id": p.lab_id or old.get("lab_id"),
+                     "event_id": str(self._trigger.event_id),
                      "blueprint_version": version}  # a session keeps the key it was scheduled with
         if s["max_at"] and _at(s["max_at"]) >= p.checkin_closes_at:
             s["window_closed"] = True
         self.sessions[p.session_id] = s
         self._refresh_session(p.session_id, s)
+        self._release(p.session_id, self._session(p.session_id))
         self._summary_due.add(p.session_id)  # operators see the session as soon as it is planned
 
     def _on_ParticipantScheduled(self, p: ev.ParticipantScheduledPayload) -> None:
@@ -312,7 +424,14 @@ class SessionProcessor:
         self._refresh(s, part)
         self._advance_window(s, p.session_id)
 
+    def _section_of_blueprint(self, session_id: str, section: Section) -> None:
+        blueprint = self._blueprint_of(self._session(session_id))
+        if blueprint is not None and blueprint.section(section) is None:
+            raise Rejected(Reason.UNKNOWN_SECTION, f"section {section.value} is not part of blueprint "
+                           f"{blueprint.blueprint_id} of session {session_id}")
+
     def _on_SectionStarted(self, p: ev.SectionStartedPayload) -> None:
+        self._section_of_blueprint(p.session_id, p.section)
         s, _ = self._lab_event(p.session_id)
         self.sessions[p.session_id] = s
         self._advance_window(s, p.session_id)
@@ -320,6 +439,7 @@ class SessionProcessor:
     def _sheet(self, p: ev.AnswersSavedPayload | ev.SectionSubmittedPayload) -> tuple[dict[str, Any] | None, dict[str, str | None] | None]:
         """Check a sheet against the bank before any state changes: (packed, None) for the common sheet,
         (None, answers) for any other, which ``_pack_answers`` packs as it can."""
+        self._section_of_blueprint(p.session_id, p.section)
         answers_in = p.answers
         if isinstance(answers_in, ev.AnswerList):  # as decoded: the columns were taken out by the check
             items, options = answers_in.item_ids, answers_in.options
@@ -538,7 +658,7 @@ class SessionProcessor:
                 "session_id": part["session_id"],
                 "activity_id": (part["scheduled"] or {}).get("home_activity_id") or meta.get("activity_id", "unknown"),
                 "agency_id": (part["scheduled"] or {}).get("home_agency_id") or meta.get("agency_id", "unknown"),
-                "lab_id": meta.get("lab_id", self._trigger.lab_id), "nip": part["nip"], "status": status, "previous": previous,
+                "lab_id": meta.get("lab_id") or UNKNOWN_LAB, "nip": part["nip"], "status": status, "previous": previous,
                 "late": late, "correction": previous == St.NO_SHOW and status == St.CHECKED_IN,
                 "rescheduled_to": part["rescheduled_to"],
                 "rescheduled_from": (part["scheduled"] or {}).get("rescheduled_from"),
@@ -564,7 +684,7 @@ class SessionProcessor:
         scheduled = counts[St.SCHEDULED] + counts[St.CHECKED_IN] + counts[St.NO_SHOW] + counts[St.RESCHEDULED]
         summary = {
             "session_id": session_id, "activity_id": meta["activity_id"], "agency_id": meta["agency_id"],
-            "lab_id": meta["lab_id"], "starts_at": meta["starts_at"], "checkin_closes_at": meta["checkin_closes_at"],
+            "lab_id": meta.get("lab_id") or UNKNOWN_LAB, "starts_at": meta["starts_at"], "checkin_closes_at": meta["checkin_closes_at"],
             "ends_at": meta["ends_at"], "closed": bool(s["closed"]), "closed_by_wall_clock": bool(s.get("closed_by_wall_clock")),
             "scheduled": scheduled, "checked_in": counts[St.CHECKED_IN], "no_show": counts[St.NO_SHOW],
             "rescheduled": counts[St.RESCHEDULED], "unexpected": counts[St.UNEXPECTED],

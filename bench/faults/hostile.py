@@ -189,9 +189,8 @@ def _templates(day: SimDay, registry: BlueprintRegistry) -> _Templates:
         ev.ParticipantRescheduled: {"nip": nip, "from_session_id": plan.session_id, "to_session_id": other,
                                     "reason": "susulan"},
         ev.ParticipantUnscheduled: {"session_id": plan.session_id, "nip": nip, "reason": "on leave"},
-        ev.RescoreRequested: {"session_id": plan.session_id, "activity_id": plan.activity_id,
-                              "blueprint_id": plan.blueprint_id, "blueprint_version": "2026.2", "reason": "key fix"},
-        ev.CheckinWindowClosed: {"session_id": plan.session_id},
+        # The control events (RescoreRequested, CheckinWindowClosed) are the pipeline's own: labs cannot write
+        # the control topic on a secured cluster, and on theirs they are refused (lab_closes_window…).
         ev.ParticipantCheckedIn: {"session_id": plan.session_id, "nip": nip, "seat": "001"},
         ev.SectionStarted: {"session_id": plan.session_id, "nip": nip, "section": "mansoskul"},
         ev.AnswersSaved: {"session_id": plan.session_id, "nip": nip, "section": "mansoskul",
@@ -569,11 +568,10 @@ def huge_number(ctx: _Ctx) -> HostileRecord:
 
 def control_characters(ctx: _Ctx) -> HostileRecord:
     """NUL and escape codes in free text: PostgreSQL refuses NUL, terminals obey escapes."""
-    name = ctx.rng.choice(("ParticipantScheduled", "SessionScheduled", "ParticipantCheckedIn", "ParticipantUnscheduled",
-                           "RescoreRequested"))
+    name = ctx.rng.choice(("ParticipantScheduled", "SessionScheduled", "ParticipantCheckedIn", "ParticipantUnscheduled"))
     data = ctx.template(name)
     leaf = {"ParticipantScheduled": "name", "SessionScheduled": "agency_name", "ParticipantCheckedIn": "seat",
-            "ParticipantUnscheduled": "reason", "RescoreRequested": "blueprint_version"}[name]
+            "ParticipantUnscheduled": "reason"}[name]
     text = ctx.rng.choice(CONTROL_TEXTS)
     data["payload"][leaf] = text[:8]
     return _rec(ctx, "control_characters", data, {Reason.INVALID_FIELD}, note=f"{name} {leaf} {text[:8]!r}")
@@ -751,25 +749,47 @@ def unknown_nip_checkin(ctx: _Ctx) -> HostileRecord:
 
 
 def lab_closes_window(ctx: _Ctx) -> HostileRecord:
-    """A lab sends the pipeline's own CheckinWindowClosed for a real session (issue 13 decides who may)."""
+    """A lab sends the pipeline's own CheckinWindowClosed for a real session, on the lab topic: only the
+    pipeline writes the control topic, so it is refused there (``wrong_topic``)."""
     plan = ctx.plan()
     data = {"event_id": ctx.uid(), "event_type": "CheckinWindowClosed", "schema_version": 1,
             "occurred_at": (plan.starts_at - timedelta(hours=2)).isoformat(), "lab_id": plan.lab_id,
             "payload": {"session_id": plan.session_id, "reason": "wall_clock"}}
-    return _rec(ctx, "lab_closes_window", data, (), expect=ACCEPTED, stage=PROCESS,
-                tags={VALID_HOSTILE, ALTERS_DAY}, note=plan.session_id)
+    return _rec(ctx, "lab_closes_window", data, {Reason.WRONG_TOPIC}, topic=LAB, note=plan.session_id)
 
 
 def lab_requests_rescore(ctx: _Ctx) -> HostileRecord:
-    """A lab asks for a rescore of a real session with its own blueprint version (issue 13 decides who may)."""
+    """A lab asks for a rescore of a real session with its own blueprint version, on a topic labs write."""
     plan = ctx.plan()
     data = {"event_id": ctx.uid(), "event_type": "RescoreRequested", "schema_version": 1,
             "occurred_at": (plan.starts_at - timedelta(hours=2)).isoformat(), "lab_id": plan.lab_id,
             "payload": {"session_id": plan.session_id, "activity_id": plan.activity_id,
                         "blueprint_id": plan.blueprint_id,
                         "blueprint_version": ctx.t.versions.get(plan.blueprint_id, "1"), "reason": "lab says so"}}
-    return _rec(ctx, "lab_requests_rescore", data, (), expect=ACCEPTED, stage=PROCESS,
-                tags={VALID_HOSTILE, ALTERS_DAY}, note=plan.session_id)
+    return _rec(ctx, "lab_requests_rescore", data, {Reason.WRONG_TOPIC}, topic=ctx.rng.choice((LAB, SCHEDULE)),
+                note=plan.session_id)
+
+
+def other_lab_checkin(ctx: _Ctx) -> HostileRecord:
+    """A real participant checked in at a real session by a lab that does not host it (``wrong_lab``)."""
+    plan = ctx.plan()
+    nip = ctx.t.scheduled[plan.session_id][0]
+    data = {"event_id": ctx.uid(), "event_type": "ParticipantCheckedIn", "schema_version": 1,
+            "occurred_at": (plan.starts_at - timedelta(hours=2)).isoformat(), "lab_id": f"{plan.lab_id}-other",
+            "payload": {"session_id": plan.session_id, "nip": nip, "seat": "1"}}
+    return _rec(ctx, "other_lab_checkin", data, {Reason.WRONG_LAB}, stage=PROCESS, note=plan.session_id)
+
+
+def wrong_clock_checkin(ctx: _Ctx) -> HostileRecord:
+    """The hosting lab's clock is years ahead: a check-in stamped 2099 must not close the window for everyone
+    (``implausible_time``)."""
+    plan = ctx.plan()
+    nip = ctx.t.scheduled[plan.session_id][0]
+    at = plan.starts_at.replace(year=2099)
+    data = {"event_id": ctx.uid(), "event_type": "ParticipantCheckedIn", "schema_version": 1,
+            "occurred_at": at.isoformat(), "lab_id": plan.lab_id,
+            "payload": {"session_id": plan.session_id, "nip": nip, "seat": "1"}}
+    return _rec(ctx, "wrong_clock_checkin", data, {Reason.IMPLAUSIBLE_TIME}, stage=PROCESS, note=plan.session_id)
 
 
 # ---- valid to the decoder, refused by the worker's rules --------------------------------------------
@@ -806,7 +826,8 @@ def unknown_references(ctx: _Ctx) -> HostileRecord:
         data = {"event_id": ctx.uid(), "event_type": "RescoreRequested", "schema_version": 1, "occurred_at": at,
                 "lab_id": "bkn-operator", "payload": {"session_id": ctx.stranger_session(), "activity_id": plan.activity_id,
                                                       "blueprint_id": plan.blueprint_id, "blueprint_version": "1"}}
-        reason = Reason.UNKNOWN_SESSION
+        # on the schedule topic, as a lab could send it: refused for its topic before its session is looked up
+        return _rec(ctx, "unknown_references", data, {Reason.WRONG_TOPIC}, topic=SCHEDULE, note=what)
     else:
         data = {"event_id": ctx.uid(), "event_type": "ParticipantRescheduled", "schema_version": 1, "occurred_at": at,
                 "lab_id": "bkn-scheduler", "payload": {"nip": ctx.nip(), "from_session_id": plan.session_id,
@@ -848,10 +869,11 @@ KINDS: dict[str, tuple[Callable[[_Ctx], HostileRecord], float]] = {
     "odd_headers": (odd_headers, 1),
     "unscheduled_session": (unscheduled_session, 4), "unknown_nip_checkin": (unknown_nip_checkin, 1),
     "lab_closes_window": (lab_closes_window, 0.2), "lab_requests_rescore": (lab_requests_rescore, 0.2),
+    "other_lab_checkin": (other_lab_checkin, 0.2), "wrong_clock_checkin": (wrong_clock_checkin, 0.2),
     "unknown_item": (unknown_item, 1), "unknown_references": (unknown_references, 1),
 }
 #: Kinds that leave the day's ground truth as it is, whatever the pipeline does with them.
-DAY_SAFE_KINDS = tuple(k for k in KINDS if k not in ("unknown_nip_checkin", "lab_closes_window", "lab_requests_rescore"))
+DAY_SAFE_KINDS = tuple(k for k in KINDS if k != "unknown_nip_checkin")
 
 
 def iter_hostile(day: SimDay, count: int, *, seed: int = 12, kinds: Iterable[str] | None = None,

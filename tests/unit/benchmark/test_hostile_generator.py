@@ -111,7 +111,8 @@ def test_records_for_the_workers_rules_get_their_outcome_from_the_processor(day:
             assert outcome in r.reasons, (r.kind, r.note, outcome)
         else:  # accepted, or state_limit where a cap applies (streams/app.py keeps the caps)
             assert outcome == "accepted" or (r.expect == h.CAPPED and outcome == Reason.STATE_LIMIT), (r.kind, outcome)
-    assert {"unknown_item", "unknown_references", "unscheduled_session", "lab_closes_window"} <= set(seen)
+    assert {"unknown_item", "unknown_references", "unscheduled_session", "other_lab_checkin",
+            "wrong_clock_checkin"} <= set(seen)
 
 
 def _copy(table: dict[str, Any]) -> dict[str, Any]:

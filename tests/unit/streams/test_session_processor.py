@@ -40,7 +40,8 @@ def run(p: SessionProcessor, events: list[ev.Event]) -> list[ev.Event]:
 
 def session(blueprint: str = "mansoskul-only") -> ev.Event:
     return ev.new_event(ev.SessionScheduled, lab_id="kanreg-iv-makassar", occurred_at=START - timedelta(days=1), payload={
-        "session_id": "S1", "activity_id": "A1", "agency_id": "pemkot-makassar", "starts_at": START,
+        "session_id": "S1", "lab_id": "kanreg-iv-makassar", "activity_id": "A1", "agency_id": "pemkot-makassar",
+        "starts_at": START,
         "checkin_closes_at": START + timedelta(minutes=30), "ends_at": START + timedelta(hours=3),
         "blueprint_id": blueprint, "purpose": "mapping"})
 
@@ -288,3 +289,119 @@ def test_susulan_arrival_counts_for_the_home_agency(registry: BlueprintRegistry)
     arrived = [o.payload for o in out if isinstance(o, ev.AttendanceChanged)][-1]
     assert (arrived.session_id, arrived.status, arrived.agency_id, arrived.activity_id, arrived.rescheduled_from,
             arrived.lab_id) == ("S9", St.CHECKED_IN, "pemkot-makassar", "A1", "S1", "kanreg-ix-jayapura")
+
+
+# --- Who may say what about a session (streams/processor.py LabTrust, issue 13) ---------------------------
+
+
+def from_lab(lab_id: str, cls: type[ev.Event], minutes: float, **payload: Any) -> ev.Event:
+    return ev.new_event(cls, lab_id=lab_id, occurred_at=START + timedelta(minutes=minutes),
+                        payload={"session_id": "S1", **payload})
+
+
+def refused(p: SessionProcessor, event: ev.Event) -> str:
+    before = (repr(p.sessions), repr(p.participants))
+    with pytest.raises(Rejected) as caught:
+        p.handle(decode_event(event.to_bytes()))
+    assert (repr(p.sessions), repr(p.participants)) == before  # refused before anything changed
+    return caught.value.reason
+
+
+def test_another_lab_cannot_speak_for_a_session(registry: BlueprintRegistry) -> None:
+    p = make(registry)
+    run(p, [session(), scheduled(NIP_A), scheduled(NIP_B), lab(ev.ParticipantCheckedIn, -5, nip=NIP_A)])
+    assert refused(p, from_lab("lab-elsewhere", ev.ParticipantCheckedIn, -4, nip=NIP_B)) == Reason.WRONG_LAB
+    assert refused(p, from_lab("lab-elsewhere", ev.SessionClosed, 40)) == Reason.WRONG_LAB
+    # its late clock would have closed the window: nobody became a no-show, the session is still open
+    out = run(p, [lab(ev.ParticipantCheckedIn, 10, nip=NIP_B)])
+    assert statuses(out) == {NIP_B: St.CHECKED_IN}
+
+
+def test_one_wrong_clock_closes_no_window(registry: BlueprintRegistry) -> None:
+    p = make(registry)
+    run(p, [session(), scheduled(NIP_A), scheduled(NIP_B)])
+    far = ev.new_event(ev.ParticipantCheckedIn, lab_id="kanreg-iv-makassar", occurred_at=START.replace(year=2099),
+                       payload={"session_id": "S1", "nip": NIP_A})
+    early = ev.new_event(ev.ParticipantCheckedIn, lab_id="kanreg-iv-makassar", occurred_at=START - timedelta(hours=7),
+                         payload={"session_id": "S1", "nip": NIP_A})
+    assert refused(p, far) == refused(p, early) == Reason.IMPLAUSIBLE_TIME
+    # the bounds are the schedule's: 6 h after the end is still the lab's (a resend), one minute more is not
+    ends = START + timedelta(hours=3)
+    assert run(p, [ev.new_event(ev.SectionStarted, lab_id="kanreg-iv-makassar", occurred_at=ends + timedelta(hours=6),
+                                payload={"session_id": "S1", "nip": NIP_A, "section": "mansoskul"})])
+    assert refused(p, ev.new_event(ev.SectionStarted, lab_id="kanreg-iv-makassar",
+                                   occurred_at=ends + timedelta(hours=6, minutes=1),
+                                   payload={"session_id": "S1", "nip": NIP_A, "section": "mansoskul"})) == Reason.IMPLAUSIBLE_TIME
+
+
+def test_events_before_the_schedule_are_held_and_judged_when_it_arrives(registry: BlueprintRegistry) -> None:
+    """The verdict must not depend on which topic the worker happened to read first."""
+    early = [lab(ev.ParticipantCheckedIn, -5, nip=NIP_A),
+             from_lab("lab-elsewhere", ev.ParticipantCheckedIn, -4, nip=NIP_B),
+             ev.new_event(ev.SectionStarted, lab_id="kanreg-iv-makassar", occurred_at=START.replace(year=2099),
+                          payload={"session_id": "S1", "nip": NIP_A, "section": "mansoskul"})]
+    plan = [session(), scheduled(NIP_A), scheduled(NIP_B)]
+    p = make(registry)
+    p.position = ("cact.lab.v1", 2, 41, None)
+    assert run(p, early) == []  # held, nothing applied, nothing emitted yet
+    out = run(p, plan)
+    letters = [o.payload for o in out if isinstance(o, ev.DeadLettered)]
+    assert sorted(d.reason for d in letters) == [Reason.IMPLAUSIBLE_TIME, Reason.WRONG_LAB]
+    assert {(d.source_topic, d.source_partition, d.source_offset) for d in letters} == {("cact.lab.v1", 2, 41)}
+    assert all("held until the schedule arrived" in d.detail for d in letters)
+    final = statuses(out)
+    assert final == {NIP_A: St.CHECKED_IN, NIP_B: St.SCHEDULED}
+    # the same events in schedule-first order: the same attendance, the same two refusals
+    q = make(registry)
+    run(q, plan)
+    reasons = []
+    for e in early:
+        try:
+            q.handle(decode_event(e.to_bytes()))
+        except Rejected as exc:
+            reasons.append(exc.reason)
+    assert sorted(reasons) == [Reason.IMPLAUSIBLE_TIME, Reason.WRONG_LAB]
+    same = lambda parts: {k: {**v, "facts": sorted(v["facts"])} for k, v in parts.items()}  # noqa: E731
+    assert same(q.participants) == same(p.participants)  # facts are kept in arrival order; only their count matters
+
+
+def test_held_events_are_capped_per_partition(registry: BlueprintRegistry) -> None:
+    from streams.processor import StateLimits
+
+    p = make(registry, limits=StateLimits(held_events=2))
+    run(p, [lab(ev.ParticipantCheckedIn, 0, nip=NIP_A), lab(ev.ParticipantCheckedIn, 1, nip=NIP_B)])
+    assert refused(p, lab(ev.SectionStarted, 2, nip=NIP_A, section="mansoskul")) == Reason.STATE_LIMIT
+    run(p, [session()])  # released: room again
+    assert run(p, [ev.new_event(ev.ParticipantCheckedIn, lab_id="kanreg-iv-makassar", occurred_at=START,
+                                payload={"session_id": "S2", "nip": NIP_A})]) == []
+
+
+def test_views_name_the_hosting_lab_not_the_scheduler(registry: BlueprintRegistry) -> None:
+    plan = ev.new_event(ev.SessionScheduled, lab_id="bkn-scheduler", occurred_at=START - timedelta(days=1),
+                        payload={**session().payload.model_dump(mode="json"), "lab_id": "kanreg-iv-makassar"})
+    out = run(make(registry), [plan, scheduled(NIP_A), lab(ev.ParticipantCheckedIn, 0, nip=NIP_A)])
+    assert {o.payload.lab_id for o in out if isinstance(o, (ev.AttendanceChanged, ev.SessionSummary))} == {
+        "kanreg-iv-makassar"}
+
+
+def test_a_schedule_without_a_lab_takes_the_first_lab_that_speaks(registry: BlueprintRegistry) -> None:
+    legacy = ev.new_event(ev.SessionScheduled, lab_id="bkn-scheduler", occurred_at=START - timedelta(days=1),
+                          payload={k: v for k, v in session().payload.model_dump(mode="json").items() if k != "lab_id"})
+    p = make(registry)
+    out = run(p, [legacy, scheduled(NIP_A), scheduled(NIP_B)])
+    assert {o.payload.lab_id for o in out if isinstance(o, ev.SessionSummary)} == {"unknown"}
+    out = run(p, [lab(ev.ParticipantCheckedIn, 0, nip=NIP_A)])
+    assert {o.payload.lab_id for o in out if isinstance(o, (ev.AttendanceChanged, ev.SessionSummary))} == {
+        "kanreg-iv-makassar"}
+    assert refused(p, from_lab("lab-elsewhere", ev.ParticipantCheckedIn, 1, nip=NIP_B)) == Reason.WRONG_LAB
+
+
+def test_a_section_the_blueprint_lacks_is_dead_lettered(registry: BlueprintRegistry) -> None:
+    p = make(registry)
+    run(p, [session("mansoskul-only"), scheduled(NIP_A), lab(ev.ParticipantCheckedIn, 0, nip=NIP_A)])
+    other = sheet(registry, section="digital_literacy")
+    for event in (lab(ev.SectionSubmitted, 60, nip=NIP_A, section="digital_literacy", completion="submitted",
+                      answers=other),
+                  lab(ev.AnswersSaved, 50, nip=NIP_A, section="digital_literacy", answers=other[:3]),
+                  lab(ev.SectionStarted, 40, nip=NIP_A, section="digital_literacy")):
+        assert refused(p, event) == Reason.UNKNOWN_SECTION

@@ -89,13 +89,15 @@ def test_a_sheet_is_kept_as_one_character_per_item_and_scores_as_the_raw_answers
     assert section.answered == sum(v is not None for v in answers.values()) < len(spec.items)
 
 
-def test_a_sheet_that_arrives_before_its_schedule_is_kept_as_json_and_scores_the_same(registry: BlueprintRegistry) -> None:
+def test_a_sheet_that_arrives_before_its_schedule_is_held_then_packed_and_scores_the_same(registry: BlueprintRegistry) -> None:
     answers = mixed_sheet(registry)
     lab, plan = [at(ev.ParticipantCheckedIn, 0, nip=NIP), submitted(answers)], schedule()
     early, late = SessionProcessor(registry, ScoringPolicy(), {}, {}), SessionProcessor(registry, ScoringPolicy(), {}, {})
-    first = [o for o in run(early, lab + plan) if isinstance(o, ev.ParticipantScored)]
+    before = run(early, lab)
+    assert before == [] and not early.participants  # held, unapplied, until the schedule says whose it is
+    first = [o for o in before + run(early, plan) if isinstance(o, ev.ParticipantScored)]
     second = [o for o in run(late, plan + lab) if isinstance(o, ev.ParticipantScored)]
-    assert "layout" not in participant(early)["sheets"]["mansoskul"]
+    assert participant(early)["sheets"]["mansoskul"] == participant(late)["sheets"]["mansoskul"]
     assert "layout" in participant(late)["sheets"]["mansoskul"]
     assert first[-1].payload == second[-1].payload
 
