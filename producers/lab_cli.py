@@ -35,11 +35,11 @@ from rich.table import Table
 from rich.text import Text
 
 from producers.spool import normalize_destination, spool_status
-from schemas.settings import get_settings
+from schemas.settings import Settings, get_settings
 
 lab_app = typer.Typer(help="Lab emitter: send events through the durable spool, see what it holds, resend.",
                       no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a line stays one line, also in a log or a narrow terminal
 EXIT_INVALID_LINES = 1
 EXIT_NOT_RESENDABLE = 1
 EXIT_NOT_DELIVERED = 3
@@ -112,7 +112,7 @@ def send(
                 try:
                     emitter.flush(timeout)
                 except (DeliveryTimeout, DeliveryFailed) as exc:
-                    undelivered = str(exc)
+                    undelivered = _undelivered(settings, exc)
         finally:  # --timeout is the whole wait: what is left stays spooled for the next emitter
             emitter.close(timeout=0 if undelivered is not None else 30)
     for number, reason, detail in bad:
@@ -126,6 +126,17 @@ def send(
         raise typer.Exit(EXIT_INVALID_LINES)
     if undelivered is not None:
         raise typer.Exit(EXIT_NOT_DELIVERED)
+
+
+def _undelivered(settings: Settings, exc: Exception) -> str:
+    """What was not delivered, and for a Kafka that did not answer, which address and variable were used.
+
+    No pre-flight refusal here, unlike the pipeline's commands: a lab spools through an outage, and its
+    events go out with the next emitter on the spool (exit 3)."""
+    from producers.emitter import DeliveryTimeout
+    from streams.errors import kafka_address
+
+    return f"{exc}; Kafka: {kafka_address(settings)}" if isinstance(exc, DeliveryTimeout) else str(exc)
 
 
 _RELATIVE = re.compile(r"^-\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)$")
@@ -207,7 +218,7 @@ def resend(
                                 raise
                     progress.update(task, completed=total)
                 except (DeliveryTimeout, DeliveryFailed) as exc:
-                    undelivered = str(exc)
+                    undelivered = _undelivered(settings, exc)
         finally:
             emitter.close(timeout=0)
 

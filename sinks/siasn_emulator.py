@@ -24,12 +24,17 @@ only (not to token or control endpoints), after authentication: ``fail_next_n`` 
 ``reject_nips`` (400 on their saves), and the action ``expire_tokens_now``. Latency delays the *answer*: the
 work is done first, which is exactly the case a client timeout makes ambiguous.
 ``GET /_emulator/stats`` and ``POST /_emulator/reset`` complete the control surface.
+
+The emulator listens on 127.0.0.1 unless told otherwise, and its control endpoints (``/_emulator/...``)
+answer only clients on the loopback interface (403 otherwise) even when it listens wider (``--host``):
+anyone who can change faults or reset it can make the pipeline's pushes fail or forget what was saved.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import math
 import random
@@ -56,6 +61,7 @@ from sinks.siasn_client import KOMPETENSI_FIELDS, POTENSI_FIELDS, SiasnConfig
 log = logging.getLogger("cact.siasn.emulator")
 
 API_PREFIX = "/apisiasn/1.0"
+CONTROL_PREFIX = "/_emulator/"
 GATEWAY_TOKEN_PATH = "/oauth2/token"
 SSO_TOKEN_PATH = "/auth/realms/public-siasn/protocol/openid-connect/token"
 WIB = timezone(timedelta(hours=7))  # SI ASN's dates are Jakarta dates
@@ -183,7 +189,7 @@ class SiasnEmulator:
         self.stats = Stats()
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._api_middleware])
+        app = web.Application(middlewares=[_loopback_control, self._api_middleware])
         app[EMULATOR_KEY] = self
         app.router.add_post(GATEWAY_TOKEN_PATH, self._gateway_token)
         app.router.add_post(SSO_TOKEN_PATH, self._sso_token)
@@ -418,6 +424,28 @@ class SiasnEmulator:
 
 
 EMULATOR_KEY = web.AppKey("siasn_emulator", SiasnEmulator)
+
+
+def is_loopback(remote: str | None) -> bool:
+    """The peer address aiohttp reports (None on a Unix socket); an IPv4 peer of a dual-stack socket too."""
+    if remote is None:
+        return False
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+@web.middleware
+async def _loopback_control(request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """The control endpoints for this machine only, wherever the emulator listens."""
+    if request.path.startswith(CONTROL_PREFIX) and not is_loopback(request.remote):
+        return web.json_response({"message": "the emulator's control endpoints answer only on the loopback "
+                                             "interface (127.0.0.1, ::1)"}, status=403)
+    return await handler(request)
 
 
 # ------------------------------------------------------------------------------------------------

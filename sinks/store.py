@@ -205,7 +205,10 @@ def make_engine(url: str) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, json_serializer=_json)
+        # A host that drops packets would otherwise hang a connect for the OS's minutes, not fail it.
+        timeout = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" and (
+            "connect_timeout" not in parsed.query) else {}
+        return create_engine(url, pool_pre_ping=True, json_serializer=_json, connect_args=timeout)
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,12 +30,12 @@ from schemas.settings import Settings
 from sinks.attendance_view import attendance_overview
 from sinks.siasn_push import outbox_status
 from sinks.store import ResultsStore
-from streams import faust_fixes, metrics
+from streams import faust_fixes, metrics, web_auth
 from streams.broker_watch import BrokerWatch
 from streams.intake import Chunk, Intake
 from streams.kafka import end_offsets, faust_broker_kwargs
 from streams.metrics import AttendanceCollector, OutboxCollector
-from streams.processor import AttendancePolicy, SessionProcessor, StateLimits
+from streams.processor import AttendancePolicy, LabTrust, SessionProcessor, StateLimits
 from streams.scoring import ScoringPolicy
 from streams.state import TableOverlay
 
@@ -90,6 +90,24 @@ async def _halt(watch: BrokerWatch) -> NoReturn:
         _exit_without_ack(EXIT_CRASH, "stopped while halted on a broker loss; nothing was acknowledged")
 
 
+#: Faust's built-in pages, all off (faust/web/base.py BLUEPRINT_FLAGS); with stats off, "/" is Faust's
+#: {"status": "OK"} index.
+FAUST_PAGES_OFF = {"web_tables_enabled": False, "web_router_enabled": False, "web_stats_enabled": False,
+                   "web_graph_enabled": False, "web_metrics_enabled": False}
+
+
+_COLLECTORS: list[Any] = []
+
+
+def _register_collectors(*collectors: Any) -> None:
+    """The latest app's collectors replace the previous app's: the registry is global, an app is not."""
+    for old in _COLLECTORS:
+        REGISTRY.unregister(old)
+    _COLLECTORS[:] = collectors
+    for new in collectors:
+        REGISTRY.register(new)
+
+
 def create_app(settings: Settings) -> faust.App:
     faust_fixes.install(fetch_max_wait_ms=settings.fetch_max_wait_ms, settings=settings)
     blueprints = {"current": BlueprintRegistry.from_dir(settings.blueprint_dir)}
@@ -102,7 +120,10 @@ def create_app(settings: Settings) -> faust.App:
     policy = ScoringPolicy.load(settings.scoring_policy)
     attendance = AttendancePolicy(late_admitted=settings.late_checkin_admitted)
     limits = StateLimits(unscheduled_sessions=settings.unscheduled_sessions_max,
-                         unexpected_participants=settings.unexpected_participants_max)
+                         unexpected_participants=settings.unexpected_participants_max,
+                         held_events=settings.held_events_max)
+    trust = LabTrust(before_start=timedelta(hours=settings.lab_time_before_start_hours),
+                     after_end=timedelta(hours=settings.lab_time_after_end_hours))
 
     app = faust.App(
         settings.app_id,
@@ -134,9 +155,18 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=settings.group_rebalance_timeout_seconds,
         broker_heartbeat_interval=settings.group_heartbeat_seconds,
         table_standby_replicas=0,
+        # web_host is only the name the worker advertises; web_bind is where it listens. Faust's own pages
+        # are off: /table/ serves table data (participants' names, NIPs, answers), /router/ the cluster's
+        # layout, the stats and graph pages the worker's internals (docs/operations.md, "Web surface").
         web_host=settings.worker_web_host,
+        web_bind=settings.worker_web_host,
         web_port=settings.worker_web_port,
         web_in_thread=False,
+        **FAUST_PAGES_OFF,
+        # Settings come from Settings alone: Faust would otherwise let its own environment variables (WEB_BIND,
+        # WEB_PORT, APP_WEB_TABLES_ENABLED, BROKER_URL, ...) override these, e.g. a Kubernetes service named
+        # "web" sets WEB_PORT in every pod.
+        env={},
     )
 
     inputs = app.topic(*(t.name for t in topics.INPUT_TOPICS), key_serializer="raw", value_serializer="raw")
@@ -153,10 +183,11 @@ def create_app(settings: Settings) -> faust.App:
     started_at = time.time()
 
     def on_lab_event(event: Event, chunk: Chunk) -> None:
+        """An accepted lab event was judged to come from its session's hosting lab (streams/processor.py)."""
         session_id = event.key()
         state = chunk.sessions.get(session_id)
         if not state or not state.get("meta"):
-            return
+            return  # held until the schedule arrives: not yet known to be the host's
         now = session_seen[session_id] = time.time()
         if event.lab_id in lab_seen or len(lab_seen) < LABS_TRACKED_MAX:
             lab_seen[event.lab_id] = now
@@ -166,7 +197,7 @@ def create_app(settings: Settings) -> faust.App:
     def new_chunk() -> Chunk:
         overlays = TableOverlay(sessions), TableOverlay(participants)
         processor = SessionProcessor(blueprints["current"], policy, *overlays, attendance,
-                                     reload=blueprints["current"].reload, limits=limits)
+                                     reload=blueprints["current"].reload, limits=limits, trust=trust)
         return Chunk(processor, *overlays)
 
     intake = Intake(new_chunk, max_message_bytes=settings.max_message_bytes, on_lab_event=on_lab_event)
@@ -230,6 +261,7 @@ def create_app(settings: Settings) -> faust.App:
             await watch.check()
             metrics.STATE_KEYS.labels(table="sessions").set(len(sessions))
             metrics.STATE_KEYS.labels(table="participants").set(len(participants))
+            metrics.HELD_EVENTS.set(sum(v.get("held", 0) for k, v in sessions.items() if k.startswith("#unscheduled/")))
         except Exception:  # a failed look must not stop the worker: the next tick tries again
             log.exception("broker check failed")
 
@@ -264,7 +296,15 @@ def create_app(settings: Settings) -> faust.App:
         return attendance_overview(view_store, threshold=settings.noshow_threshold,
                                    silent_after_s=settings.lab_silent_after_seconds, lab_last_seen=dict(lab_seen))
 
+    # Every page with operational or personal data needs the operator token (streams/web_auth.py);
+    # /metrics and Faust's "/" ({"status": "OK"}) carry neither and stay open for Prometheus and health checks.
+    operator_token = web_auth.OperatorToken.from_settings(settings)
+    operator_token.log_startup()
+    app.page("/login")(web_auth.login_view(operator_token))
+    app.page("/logout")(web_auth.logout_view())
+
     @app.page("/attendance.json")
+    @web_auth.guarded(operator_token, as_json=True)
     async def attendance_json(web: Any, request: Any) -> Any:
         try:
             return web.json(await asyncio.to_thread(overview))
@@ -272,11 +312,11 @@ def create_app(settings: Settings) -> faust.App:
             return web.json({"error": f"results store unavailable ({type(exc).__name__})"}, status=503)
 
     @app.page("/operator")
+    @web_auth.guarded(operator_token, as_json=False)
     async def operator_page(web: Any, request: Any) -> Any:
         return web.html(OPERATOR_PAGE.read_text(encoding="utf-8"))
 
-    REGISTRY.register(AttendanceCollector(overview))
-    REGISTRY.register(OutboxCollector(lambda: outbox_status(view_store)))
+    _register_collectors(AttendanceCollector(overview), OutboxCollector(lambda: outbox_status(view_store)))
 
     @app.task
     async def siasn_pusher() -> None:

@@ -3,22 +3,46 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from producers.lab_cli import lab_app
 from schemas.settings import Settings, get_settings
+from streams import errors
+from streams.errors import CliError
 
 if TYPE_CHECKING:
     from sinks.store import ResultsStore
 
-app = typer.Typer(help="cact-pipeline: CACT exam events from the labs to SI ASN, on Kafka.", no_args_is_help=True,
-                  add_completion=False)
+
+class OneLineErrors(TyperGroup):
+    """Every command's known failures (streams/errors.py) as one line and an exit code; anything else is a bug
+    and keeps its traceback. Here, around the whole command tree, because settings are read lazily in many
+    commands; and inside click's main, so ``typer.Exit`` gives the code both to ``cact`` and to a CliRunner."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            error = errors.describe(exc)
+            if error is None:
+                raise
+            errors.report(error)
+            raise typer.Exit(error.code) from None
+
+
+app = typer.Typer(cls=OneLineErrors, help="cact-pipeline: CACT exam events from the labs to SI ASN, on Kafka.",
+                  no_args_is_help=True, add_completion=False)
 siasn_app = typer.Typer(help="The automated push to SI ASN: backlog and retries.", no_args_is_help=True)
 attendance_app = typer.Typer(help="Attendance: no-show lists for rescheduling.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The event contract's JSON Schemas (schemas/json/).", no_args_is_help=True)
@@ -26,7 +50,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(attendance_app, name="attendance")
 app.add_typer(siasn_app, name="siasn")
 app.add_typer(lab_app, name="lab")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a line stays one line, also in a log or a narrow terminal
 
 
 @app.command()
@@ -39,18 +63,49 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "war
     Uses the Kafka in KAFKA_BOOTSTRAP_SERVERS (else the embedded broker's address) and the results store in
     CACT_DATABASE_URL. Run several on different machines to share the partitions.
     """
-    from schemas.blueprint import BlueprintError
-    from sinks.siasn_client import SiasnConfigError
+    from schemas.blueprint import BlueprintError, BlueprintRegistry
+    from sinks.siasn_client import SiasnConfig, SiasnConfigError
     from streams.app import run_worker
 
+    settings = get_settings()
+    # What can never work stops the worker now, in one line; a database that is down is waited for instead.
+    errors.check_database_url(settings.database_url)
+    errors.check_port_free(settings.worker_web_host, settings.worker_web_port, "CACT_WORKER_WEB_PORT",
+                           "CACT_WORKER_WEB_HOST")
     try:
-        run_worker(get_settings(), loglevel=loglevel, accept_broker_loss=accept_broker_loss)
+        BlueprintRegistry.from_dir(settings.blueprint_dir)
+        if settings.siasn_push_enabled:
+            SiasnConfig.from_env()
     except BlueprintError as exc:
-        console.print(f"[red]blueprint rejected:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise CliError(f"blueprint rejected: {exc}") from None
     except SiasnConfigError as exc:
-        console.print(f"[red]SI ASN push enabled but not configured:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise CliError(f"SI ASN push enabled (CACT_SIASN_PUSH_ENABLED) but not configured: {exc}") from None
+    errors.check_kafka(settings)
+    for line in worker_banner(settings):
+        print(line, file=sys.stderr, flush=True)
+    try:
+        run_worker(settings, loglevel=loglevel, accept_broker_loss=accept_broker_loss)
+    except BlueprintError as exc:
+        raise CliError(f"blueprint rejected: {exc}") from None
+    except SiasnConfigError as exc:
+        raise CliError(f"SI ASN push enabled (CACT_SIASN_PUSH_ENABLED) but not configured: {exc}") from None
+
+
+def _http_base(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0", "::"):  # every interface: name the machine, a browser cannot open 0.0.0.0
+        host = socket.gethostname()
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def worker_banner(settings: Settings) -> list[str]:
+    """What a starting worker tells its operator: where its pages are, which Kafka and store it uses."""
+    base = _http_base(settings.worker_web_host, settings.worker_web_port)
+    writes = ("written by this worker's sink" if settings.sink_in_worker
+              else "read for the pages; `cact sink` writes it (CACT_SINK_IN_WORKER=false)")
+    store = errors.clean(errors.mask_url(settings.database_url), 300)
+    return [f"cact worker: operator page {base}/operator, attendance {base}/attendance.json, metrics {base}/metrics",
+            f"  Kafka: {errors.kafka_address(settings)}",
+            f"  results store: {store} (CACT_DATABASE_URL), {writes}"]
 
 
 sink_app = typer.Typer(invoke_without_command=True)  # `cact sink` runs it; its subcommands look at it
@@ -75,11 +130,18 @@ def sink(ctx: typer.Context) -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    port = settings.sink_metrics_port
+    errors.check_database_url(settings.database_url)  # unusable: stop now; unreachable: the sink waits for it
+    port, host = settings.sink_metrics_port, settings.sink_metrics_host
+    if port:
+        errors.check_port_free(host, port, "CACT_SINK_METRICS_PORT", "CACT_SINK_METRICS_HOST")
+    errors.check_kafka(settings)
     if port:  # a sink of its own has no worker web server: /metrics on a port of its own, if asked for
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr=settings.sink_metrics_host)
+        try:
+            start_http_server(port, addr=host)
+        except OSError as exc:  # taken since the check
+            raise errors.listen_error(host, port, "CACT_SINK_METRICS_PORT", "CACT_SINK_METRICS_HOST", exc) from None
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -103,9 +165,8 @@ def sink_quarantine(
 
     store = migrated_store()
     if "sink_quarantine" not in inspect(store.engine).get_table_names():
-        console.print("[red]the results store has no quarantine table yet:[/] start `cact sink` or a worker of "
-                      "this version once (they migrate the store)")
-        raise typer.Exit(2)
+        raise CliError("the results store has no quarantine table yet: start `cact sink` or a worker of this "
+                       "version once (they migrate the store)")
     rows = store.quarantined(limit or None)
     total = store.quarantine_count()
     if as_json:
@@ -141,6 +202,8 @@ def broker(
     from streams.broker import run_broker_forever
 
     s = get_settings()
+    errors.check_port_free(host or s.broker_host, port or s.broker_port, "--port" if port else "CACT_BROKER_PORT",
+                           "--host" if host else "CACT_BROKER_HOST")
     run_broker_forever(host or s.broker_host, port or s.broker_port, create_topics=create_topics)
 
 
@@ -192,6 +255,7 @@ def simulate(
                     mansoskul_only_share=mansoskul_only, offline_labs=tuple(offline_lab or ()),
                     offline_minutes=offline_minutes, offline_at=starts, clock_skew=skews, duplicate_share=duplicates)
     s = get_settings()
+    errors.check_kafka(s)  # before the day is built: the emitter would otherwise retry an absent Kafka for ever
     registry = BlueprintRegistry.from_dir(s.blueprint_dir)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
@@ -267,11 +331,13 @@ def rescore(
     from streams import rescore as rs
 
     s = get_settings()
+    errors.check_database_url(s.database_url)
+    errors.check_kafka(s)  # before the blueprint is installed: nothing happens when the request cannot go out
+    migrated_store()
     try:
         plan = rs.plan(s, activity, blueprint)
     except (BlueprintError, rs.RescoreError) as exc:
-        console.print(f"[red]cannot rescore:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise CliError(f"cannot rescore: {exc}") from None
     rs.request(s, activity, plan, reason)
     console.print(f"asked the workers to rescore {len(plan.before)} results in {len(plan.sessions)} sessions "
                   f"with {plan.blueprint.blueprint_id} {plan.blueprint.version}")
@@ -280,8 +346,7 @@ def rescore(
     try:
         after = rs.wait(s, activity, plan, console, wait_seconds)
     except rs.RescoreError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
+        raise CliError(str(exc), 1) from None
     table = Table(title=f"rescored activity {activity}")
     for col in ("results", "blueprint version before", "after", "new result versions"):
         table.add_column(col)
@@ -300,9 +365,8 @@ def attendance_no_shows(
     import csv
 
     from sinks.attendance_view import no_shows
-    from sinks.store import ResultsStore
 
-    rows = no_shows(ResultsStore(get_settings().database_url), agency)
+    rows = no_shows(migrated_store(), agency)
     fields = ["session_id", "lab_id", "activity_id", "nip", "status", "rescheduled_to"]
     handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
     try:
@@ -328,6 +392,8 @@ def siasn_emulator(
     """
     from sinks.siasn_emulator import EmulatorConfig, Faults, run_emulator
 
+    errors.check_port_free(host, port, "--port", "--host")
+
     def ready(url: str) -> None:
         console.print(f"[green]SI ASN emulator on {url}[/]; a worker pushes to it with:")
         for k, v in EmulatorConfig().client_env(url).items():
@@ -337,16 +403,23 @@ def siasn_emulator(
 
 
 def migrated_store() -> "ResultsStore":
-    """The configured results store, or a clear exit when no worker has created its tables yet."""
+    """The configured results store, or one line saying why not: an unusable URL, a database that does not
+    answer, or one no worker has created its tables in yet."""
     from sqlalchemy import inspect
+    from sqlalchemy.exc import OperationalError
 
     from sinks.store import ResultsStore
 
-    store = ResultsStore(get_settings().database_url)
-    if "siasn_outbox" not in inspect(store.engine).get_table_names():
-        console.print(f"[red]the results store at {store.engine.url.render_as_string(hide_password=True)} has no "
-                      "tables yet:[/] start a worker (`cact worker` migrates it) or check CACT_DATABASE_URL")
-        raise typer.Exit(2)
+    url = get_settings().database_url
+    errors.check_database_url(url)
+    store = ResultsStore(url)
+    try:
+        tables = inspect(store.engine).get_table_names()
+    except OperationalError as exc:
+        raise errors.database_unreachable(url, exc) from None
+    if "siasn_outbox" not in tables:
+        raise CliError(f"the results store at {errors.clean(errors.mask_url(url), 300)} has no tables yet: start a "
+                       "worker (`cact worker` migrates it) or check CACT_DATABASE_URL")
     return store
 
 
@@ -374,8 +447,7 @@ def siasn_retry(rejected: Annotated[bool, typer.Option("--rejected", help="Send 
     from sinks.siasn_push import retry_rejected
 
     if not rejected:
-        console.print("nothing to do: say which pushes, e.g. --rejected")
-        raise typer.Exit(2)
+        raise CliError("nothing to do: say which pushes, e.g. --rejected")
     n = retry_rejected(migrated_store())
     console.print(f"{n} rejected pushes are pending again")
 
@@ -398,8 +470,7 @@ def schemas_check() -> None:
 
     stale = stale_schemas(DEFAULT_DIR) + (["docs/events.md"] if doc_is_stale() else [])
     if stale:
-        console.print(f"[red]stale schemas:[/] {', '.join(stale)}; run `cact schemas export`")
-        raise typer.Exit(1)
+        raise CliError(f"stale schemas: {', '.join(stale)}; run `cact schemas export`", 1)
     console.print("schemas are up to date")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from producers.daysender import send_day
@@ -100,6 +102,20 @@ def wait_until_pushed(store: ResultsStore, *, timeout: float, progress: Callable
         time.sleep(0.2)
 
 
+def with_operator_token(settings: Settings, workdir: Path) -> tuple[Settings, str]:
+    """The configured operator token, else a new random one in ``workdir/operator-token`` (mode 0600, created
+    here, never printed); returns the settings the worker gets and where an operator finds the token."""
+    if settings.operator_token_file is not None:
+        return settings, f"the token in {settings.operator_token_file}"
+    if settings.operator_token is not None:
+        return settings, "the token in CACT_OPERATOR_TOKEN"
+    path = workdir / "operator-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    return settings.model_copy(update={"operator_token_file": path}), f"the token in {path}"
+
+
 def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: Path, timeout: float = 240) -> dict[str, Any]:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -115,6 +131,7 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
             "lab_spool_path": workdir / "lab-spool.db",
             "worker_web_port": free_port(),
         })
+        settings, token_hint = with_operator_token(settings, workdir)
         asyncio.run(ensure_topics(settings))
         siasn = stack.enter_context(EmulatorThread())
         console.print(f"[green]✓[/] SI ASN emulator on {siasn.url} (the worker pushes every result to it)")
@@ -123,6 +140,8 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
         stack.callback(worker.stop)
         console.print(f"[green]✓[/] worker started (pid {worker.proc.pid}, metrics on "
                       f"http://{settings.worker_web_host}:{settings.worker_web_port}/metrics)")
+        console.print(f"[green]✓[/] operator page, while the demo runs: http://{settings.worker_web_host}:"
+                      f"{settings.worker_web_port}/operator (log in with {escape(token_hint)})")
         registry = BlueprintRegistry.from_dir(settings.blueprint_dir)
         day = build_day(cfg, registry)
         console.print(f"[green]✓[/] simulated exam day: {day.scheduled} participants in "

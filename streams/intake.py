@@ -57,17 +57,15 @@ class Chunk:
 class Intake:
     """Builds chunks and feeds them records; ``new_chunk`` gives a chunk over fresh overlays of the tables.
 
-    ``on_lab_event(event, chunk)`` is told of every accepted lab event, ``on_schedule_event(event)`` of every
-    accepted schedule event (the silent-lab watch); a failing hook is logged and never costs an event.
+    ``on_lab_event(event, chunk)`` is told of every accepted lab event (the silent-lab watch); a failing hook is
+    logged and never costs an event.
     """
 
     def __init__(self, new_chunk: Callable[[], Chunk], *, max_message_bytes: int,
-                 on_lab_event: Callable[[Event, Chunk], None] | None = None,
-                 on_schedule_event: Callable[[Event], None] | None = None) -> None:
+                 on_lab_event: Callable[[Event, Chunk], None] | None = None) -> None:
         self.new_chunk = new_chunk
         self.max_message_bytes = max_message_bytes
         self.on_lab_event = on_lab_event
-        self.on_schedule_event = on_schedule_event
         self._parked: dict[Position, str] = {}
 
     def take(self, chunk: Chunk, record: Any) -> Chunk:
@@ -145,13 +143,11 @@ class Intake:
             chunk.out.extend(outputs)
             chunk.deadletters.extend(chunk.processor.late_rejections)  # held events refused once scheduled
             chunk.accepted.append(decoded.event_type)
-            try:  # a monitoring hook never costs an event
-                if msg.topic == topics.LAB.name and self.on_lab_event is not None:
+            if msg.topic == topics.LAB.name and self.on_lab_event is not None:
+                try:
                     self.on_lab_event(decoded, chunk)
-                elif msg.topic == topics.SCHEDULE.name and self.on_schedule_event is not None:
-                    self.on_schedule_event(decoded)
-            except Exception:
-                log.exception("lab activity hook failed")
+                except Exception:  # a monitoring hook never costs an event
+                    log.exception("lab activity hook failed")
         return failures
 
     @staticmethod

@@ -19,12 +19,14 @@ way), so log them only through :func:`redacted`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import TopicPartition
 
@@ -119,6 +121,44 @@ def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
     elif ssl_context is not None:
         kw["broker_credentials"] = faust.SSLCredentials(ssl_context)
     return kw
+
+
+class _Failures(logging.Handler):
+    """Keeps aiokafka's per-address connect errors, which its bootstrap logs but does not raise."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[tuple[str, BaseException]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if isinstance(record.msg, str) and record.msg.startswith(("Unable connect to", "Unable to request metadata")) \
+                and len(args) == 3 and isinstance(args[2], BaseException):
+            self.seen.append((f"{args[0]}:{args[1]}", args[2]))
+
+
+async def probe(settings: Settings, timeout: float) -> list[tuple[str, BaseException]]:
+    """A pre-flight metadata round trip: [] when Kafka answered, else (address, error) per failed address.
+
+    aiokafka logs why each bootstrap server failed and raises only "Unable to bootstrap"; the log records
+    are taken here (and not printed), so the caller can say why in one line.
+    """
+    from aiokafka.client import AIOKafkaClient
+
+    logger = logging.getLogger("aiokafka")
+    failures, propagate = _Failures(), logger.propagate
+    logger.addHandler(failures)
+    logger.propagate = False
+    client = AIOKafkaClient(**client_kwargs(settings), request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        return []
+    except (asyncio.TimeoutError, OSError, KafkaError) as exc:
+        return failures.seen or [(settings.bootstrap_servers, exc)]
+    finally:
+        await client.close()
+        logger.removeHandler(failures)
+        logger.propagate = propagate
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from producers.simulator import SimConfig, build_day
 from schemas.blueprint import BlueprintRegistry
@@ -22,13 +23,15 @@ from sinks.store import ResultsStore
 from streams.demo import WorkerProcess, consumer_groups, send_day
 from streams.kafka import wait_until_consumed
 
+OPERATOR_TOKEN = "attendance-day-operator-token-3c7d"
+
 
 @pytest.mark.broker
 @pytest.mark.postgres
 def test_attendance_day_matches_ground_truth(pipeline_kafka: Settings, pg_database: str, tmp_path: Path) -> None:
     settings = pipeline_kafka.model_copy(update={
         "database_url": pg_database, "wall_clock_lag_seconds": 3, "window_check_seconds": 1,
-        "lab_silent_after_seconds": 2})
+        "lab_silent_after_seconds": 2, "operator_token": SecretStr(OPERATOR_TOKEN)})
     day = build_day(SimConfig(participants=300, seats=30, reschedule_share=0.4, silent_sessions=1, late_checkins=4,
                               out_of_order_share=0.1, malformed=0, seed=12), BlueprintRegistry.from_dir())
     truth = day.by_agency()
@@ -52,7 +55,8 @@ def test_attendance_day_matches_ground_truth(pipeline_kafka: Settings, pg_databa
             time.sleep(1)
         asyncio.run(wait_until_consumed(settings, consumer_groups(settings), timeout=60, progress=worker.check))
         time.sleep(2.5)  # longer than lab_silent_after_seconds
-        served = httpx.get(f"{base}/attendance.json", timeout=10).json()
+        served = httpx.get(f"{base}/attendance.json", timeout=10,
+                           headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}).json()
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
     finally:
         worker.stop()

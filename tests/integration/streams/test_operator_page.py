@@ -1,14 +1,16 @@
 """The operator page in a real headless Chromium, served by a real worker on a real exam day.
 
-Playwright drives Debian's Chromium (`make browser`); it never downloads a browser of its own. The numbers
-on the page must equal what the results store says (`attendance_overview`) and what was simulated, and a new
-event must show up by polling, without the page being reloaded.
+Playwright drives Debian's Chromium (`make browser`); it never downloads a browser of its own. The operator
+logs in through the page's own form with the operator token; the numbers on the page must equal what the
+results store says (`attendance_overview`) and what was simulated, a new event must show up by polling,
+without the page being reloaded, and a rotated token sends the page back to the login form.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import threading
 import time
 from collections import Counter
@@ -37,6 +39,8 @@ FIELDS = {"overall": ("scheduled", "checked_in", "no_show", "rescheduled", "no_s
           "session": ("scheduled", "checked_in", "no_show", "no_show_rate")}
 LIVE = ("in_progress", "window_closed")
 SILENT_AFTER_S = 4
+TOKEN = "browser-test-operator-token-5e8f2a"
+ROTATED = "browser-test-rotated-token-91c4d7"
 
 
 def shown(row: dict[str, Any], field: str) -> str:
@@ -57,7 +61,9 @@ def expected_from_truth(days: list[SimDay]) -> dict[str, str]:
     """The simulation's ground truth, counted the way the page shows it (no susulan in these days)."""
     counts: dict[str, Counter[str]] = {}
     for day in days:
-        lab_of = {e.payload.session_id: e.lab_id for e in day.schedule if isinstance(e, SessionScheduled)}
+        # the hosting lab, which the schedule names (BKN's scheduler sends it)
+        lab_of = {e.payload.session_id: e.payload.lab_id or e.lab_id for e in day.schedule
+                  if isinstance(e, SessionScheduled)}
         for t in day.truth.values():
             for key in ("overall", f"agency-{t.agency_id}", f"lab-{lab_of[t.session_id]}"):
                 c = counts.setdefault(key, Counter())
@@ -105,6 +111,24 @@ def consumed(settings: Settings, worker: WorkerProcess, timeout: float = 180) ->
         raise failure[0]
 
 
+def write_token(path: Path, token: str) -> Path:
+    """As an administrator rotates it: a new private file renamed over the old one."""
+    aside = path.with_suffix(".new")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    aside.replace(path)
+    return path
+
+
+def log_in(page: Page, token: str) -> None:
+    """Through the login form the worker answers in place of the page, as an operator does."""
+    page.locator('[data-testid="login-form"]').wait_for(state="visible", timeout=15_000)
+    page.fill('[data-testid="login-token"]', token)
+    with page.expect_navigation():
+        page.click('[data-testid="login-submit"]')
+
+
 def classes(page: Page, testid: str) -> list[str]:
     return (page.get_attribute(f'[data-testid="{testid}"]', "class") or "").split()
 
@@ -119,8 +143,10 @@ def test_operator_page_shows_the_days_numbers_live(pipeline_kafka: Settings, pg_
     rates = sorted(r["no_show"] / r["scheduled"] for r in day.by_agency().values())
     assert rates[0] < rates[-1]
     threshold = round((rates[0] + rates[-1]) / 2, 4)
+    token_file = write_token(tmp_path / "operator-token", TOKEN)
     settings = pipeline_kafka.model_copy(update={"database_url": pg_database, "noshow_threshold": threshold,
-                                                 "lab_silent_after_seconds": SILENT_AFTER_S})
+                                                 "lab_silent_after_seconds": SILENT_AFTER_S,
+                                                 "operator_token_file": token_file})
     store = ResultsStore(pg_database)
 
     def overview() -> dict[str, Any]:
@@ -137,7 +163,16 @@ def test_operator_page_shows_the_days_numbers_live(pipeline_kafka: Settings, pg_
                 page = browser.new_page(viewport={"width": 1300, "height": 1000})
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(f"http://127.0.0.1:{settings.worker_web_port}/operator", wait_until="load")
+                base = f"http://127.0.0.1:{settings.worker_web_port}"
+                # ---- not logged in: the worker answers 401 with its login form; a wrong token is refused --
+                first_answer = page.goto(f"{base}/operator", wait_until="load")
+                assert first_answer is not None and first_answer.status == 401
+                log_in(page, "not-the-token-at-all-0000")
+                assert page.locator('[data-testid="login-message"]').inner_text() == "Token salah / wrong token"
+                assert page.url == f"{base}/login"
+                log_in(page, TOKEN)
+                assert page.url == f"{base}/operator"
+                assert page.evaluate("document.cookie") == ""  # HttpOnly: no script on the page can read it
                 page.wait_for_function("window.__cactUpdates >= 1", timeout=15_000)  # the page shows data
 
                 # ---- the day as sent: page == results store == simulation ------------------------------
@@ -204,6 +239,13 @@ def test_operator_page_shows_the_days_numbers_live(pipeline_kafka: Settings, pg_
                 assert "silent" in classes(page, f"lab-{lab}")
                 assert [r["lab_id"] for r in now["by_lab"] if "silent" in classes(page, f"lab-{r['lab_id']}")] == [lab]
                 page.screenshot(path=str(tmp_path / "operator.png"), full_page=True)
+
+                # ---- the token is rotated: the page goes back to the login form, the new token works ----
+                write_token(token_file, ROTATED)
+                page.wait_for_url(f"{base}/login?next=%2Foperator", timeout=15_000)
+                log_in(page, ROTATED)
+                assert page.url == f"{base}/operator"
+                page.wait_for_function("window.__cactUpdates >= 1", timeout=15_000)
 
                 # ---- the worker goes away: a visible banner, and the page keeps retrying -------------------
                 worker.stop()

@@ -5,7 +5,9 @@ that hosts a session, not the scheduler that announced it (issue 13)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -127,5 +129,35 @@ def test_forged_and_misplaced_events_change_nothing_and_the_watch_follows_the_ho
     assert SCHEDULER_ID not in metrics and SCHEDULER_ID not in orjson.dumps(overview).decode()
     labs = {lab["lab_id"]: lab for lab in overview["by_lab"]}
     assert labs["lab-never-heard"]["silent"] is True and labs["lab-never-heard"]["sessions_in_progress"] == 1
-    assert re.search(r'cact_lab_last_event_timestamp_seconds\{lab_id="lab-never-heard"\} \d', metrics)
     assert 'cact_lab_sessions_in_progress{lab_id="lab-never-heard"} 1.0' in metrics
+    # and the shipped alert rules, fed what this worker served, call that lab and no other
+    fired = alerts_on(metrics, tmp_path)
+    assert fired == {"CactLabNotHeard": {"lab-never-heard"}}
+
+
+LAB_SERIES = re.compile(r'^(cact_lab_last_event_timestamp_seconds|cact_lab_sessions_in_progress)'
+                        r'\{lab_id="([^"]+)"\} (\S+)$', re.M)
+
+
+def alerts_on(metrics: str, tmp_path: Path) -> dict[str, set[str]]:
+    """The lab alerts of deploy/prometheus/alerts.yml evaluated by promtool over the scraped lab series held
+    for 15 minutes: which labs each alert fires for. Each alert is tested to fire for nobody, and promtool's
+    failure report lists who it fired for."""
+    series = [(name, lab, float(value)) for name, lab, value in LAB_SERIES.findall(metrics)]
+    assert series, "no lab series on /metrics"
+    rules = Path(__file__).parents[3] / "deploy" / "prometheus" / "alerts.yml"
+    fired: dict[str, set[str]] = {}
+    for alert in ("CactLabSilent", "CactLabNotHeard"):
+        test = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": f'{name}{{lab_id="{lab}",instance="w1"}}', "values": f"{value:.0f}x15"}
+                             for name, lab, value in series],
+            "alert_rule_test": [{"eval_time": "12m", "alertname": alert, "exp_alerts": []}]}]}
+        path = tmp_path / f"{alert}.yml"
+        path.write_text(json.dumps(test))  # YAML is a superset of JSON
+        run = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+        if run.returncode != 0:
+            got = (run.stdout + run.stderr).split("got:", 1)
+            assert len(got) == 2, run.stdout + run.stderr
+            fired[alert] = set(re.findall(r'lab_id="([^"]+)"', got[1]))
+    return fired

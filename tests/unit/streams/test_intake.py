@@ -236,3 +236,28 @@ def test_fuzzed_bytes_never_raise(registry: BlueprintRegistry) -> None:
     assert len({d.payload.source_offset for d in letters}) == len(letters)  # one per record at most
     assert len(letters) + len(accepted) == 600  # every record: accepted, or answered by its dead letter
     assert 0 < len(accepted) < len(letters)
+
+
+def test_a_held_event_refused_when_its_schedule_arrives_is_dead_lettered_at_its_own_position(
+        registry: BlueprintRegistry) -> None:
+    """Judged late, dead-lettered all the same: at the lab record's position, counted with its reason."""
+    worker = Worker(registry)
+    hosted = ev.new_event(ev.SessionScheduled, lab_id="bkn-scheduler", occurred_at=START - timedelta(days=1),
+                          payload={**session().payload.model_dump(mode="json"), "lab_id": "kanreg-iv"})
+    forged = ev.new_event(ev.ParticipantCheckedIn, lab_id="lab-elsewhere", occurred_at=START,
+                          payload={"session_id": "S1", "nip": NIPS[1]})
+    worker.feed(checkin(NIPS[0]).to_bytes())  # offset 0: the host's, held
+    worker.feed(ev.new_event(ev.EventBatch, lab_id="lab-elsewhere", occurred_at=START, payload={
+        "session_id": "S1", "events": [orjson.loads(forged.to_bytes())]}).to_bytes())  # offset 1, index 0
+    assert worker.commit() == []
+    worker.feed(hosted.to_bytes(), topic=SCHEDULE)
+    worker.feed(scheduled(NIPS[0]).to_bytes(), topic=SCHEDULE)
+    counted = list(worker.chunk.deadletters)
+    out = worker.commit()
+    [letter] = deadletters(out)
+    assert (letter.payload.reason, letter.payload.source_topic, letter.payload.source_offset) == (
+        Reason.WRONG_LAB, LAB, 1)
+    assert letter.payload.detail.startswith("events[0]: held until the schedule arrived")
+    assert orjson.loads(base64.b64decode(letter.payload.value_b64))["event_id"] == str(forged.event_id)
+    assert counted == [(Reason.WRONG_LAB, LAB)]
+    assert [e.payload.status for e in out if isinstance(e, ev.AttendanceChanged)][-1] == "checked_in"
