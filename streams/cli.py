@@ -103,7 +103,10 @@ def worker_banner(settings: Settings) -> list[str]:
     writes = ("written by this worker's sink" if settings.sink_in_worker
               else "read for the pages; `cact sink` writes it (CACT_SINK_IN_WORKER=false)")
     store = errors.clean(errors.mask_url(settings.database_url), 300)
-    return [f"cact worker: operator page {base}/operator, attendance {base}/attendance.json, metrics {base}/metrics",
+    token = ("the operator token" if settings.operator_token or settings.operator_token_file
+             else "CACT_OPERATOR_TOKEN or _FILE, unset: they answer 401")
+    return [f"cact worker: operator page {base}/operator, attendance {base}/attendance.json (both need {token}), "
+            f"metrics {base}/metrics",
             f"  Kafka: {errors.kafka_address(settings)}",
             f"  results store: {store} (CACT_DATABASE_URL), {writes}"]
 

@@ -218,7 +218,10 @@ def test_the_worker_says_where_its_pages_kafka_and_store_are_without_the_passwor
                         database_url="postgresql+psycopg://cact:s3cr3t@db:5432/cact")
     lines = worker_banner(settings)
     assert lines[0] == ("cact worker: operator page http://127.0.0.1:6070/operator, attendance "
-                        "http://127.0.0.1:6070/attendance.json, metrics http://127.0.0.1:6070/metrics")
+                        "http://127.0.0.1:6070/attendance.json (both need CACT_OPERATOR_TOKEN or _FILE, unset: "
+                        "they answer 401), metrics http://127.0.0.1:6070/metrics")
+    with_token = worker_banner(settings.model_copy(update={"operator_token": "x" * 20}))
+    assert "(both need the operator token)" in with_token[0] and "x" * 20 not in "".join(with_token)
     assert lines[1].strip().startswith("Kafka: k:9092 (")
     assert "postgresql+psycopg://cact:***@db:5432/cact (CACT_DATABASE_URL)" in lines[2]
     assert "s3cr3t" not in "".join(lines) and len(lines) == 3
