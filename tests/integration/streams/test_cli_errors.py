@@ -107,7 +107,8 @@ def test_a_starting_worker_says_where_its_pages_kafka_and_store_are(tmp_path: Pa
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)
     base = f"http://127.0.0.1:{web}"
-    assert said[0].strip() == (f"cact worker: operator page {base}/operator, attendance {base}/attendance.json, "
+    assert said[0].strip() == (f"cact worker: operator page {base}/operator, attendance {base}/attendance.json "
+                               "(both need CACT_OPERATOR_TOKEN or _FILE, unset: they answer 401), "
                                f"metrics {base}/metrics")
     assert said[1].strip() == f"Kafka: {broker.bootstrap} (KAFKA_BOOTSTRAP_SERVERS)"
     assert said[2].strip().startswith("results store: postgresql+psycopg://postgres:***@127.0.0.1:1/x "
