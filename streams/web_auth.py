@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -170,9 +171,18 @@ def token_matches(presented: str, token: str) -> bool:
     return hmac.compare_digest(_digest(presented), _digest(token))
 
 
-def cookie_value(token: str) -> str:
-    """What a logged-in browser holds: derived from the token, useless once the token is rotated."""
-    return hmac.new(token.encode("utf-8"), _COOKIE_CONTEXT, hashlib.sha256).hexdigest()
+def cookie_value(token: str, *, expires: int) -> str:
+    """What a logged-in browser holds: its expiry and an HMAC of it keyed by the token, so a copied cookie
+    stops working at its expiry (the browser's Max-Age is only a request) and at the next rotation."""
+    mac = hmac.new(token.encode("utf-8"), _COOKIE_CONTEXT + str(expires).encode(), hashlib.sha256).hexdigest()
+    return f"{expires}.{mac}"
+
+
+def cookie_valid(cookie: str, token: str, *, now: float) -> bool:
+    expires, _, _ = cookie.partition(".")
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 12) or int(expires) <= now:
+        return False
+    return hmac.compare_digest(_digest(cookie), _digest(cookie_value(token, expires=int(expires))))
 
 
 def bearer(authorization: str | None) -> str | None:
@@ -182,13 +192,13 @@ def bearer(authorization: str | None) -> str | None:
     return credential.strip() or None
 
 
-def access(token: str | None, authorization: str | None, cookie: str | None) -> Access:
+def access(token: str | None, authorization: str | None, cookie: str | None, *, now: float | None = None) -> Access:
     if token is None:
         return Access.NO_TOKEN
     presented = bearer(authorization)
     if presented is not None:
         return Access.GRANTED if token_matches(presented, token) else Access.WRONG
-    if cookie and hmac.compare_digest(_digest(cookie), _digest(cookie_value(token))):
+    if cookie and cookie_valid(cookie, token, now=time.time() if now is None else now):
         return Access.GRANTED
     return Access.MISSING
 
@@ -203,8 +213,9 @@ def safe_next(target: str | None) -> str:
     return target if not parts.scheme and not parts.netloc else DEFAULT_NEXT
 
 
-def session_cookie(token: str, *, secure: bool) -> str:
-    return (f"{COOKIE_NAME}={cookie_value(token)}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; "
+def session_cookie(token: str, *, secure: bool, now: float | None = None) -> str:
+    expires = int(time.time() if now is None else now) + COOKIE_MAX_AGE_S
+    return (f"{COOKIE_NAME}={cookie_value(token, expires=expires)}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; "
             f"SameSite=Strict{'; Secure' if secure else ''}")
 
 

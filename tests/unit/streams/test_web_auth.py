@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +101,18 @@ def test_no_token_is_said_once_at_start_naming_both_variables(caplog: pytest.Log
 # ---- deciding ------------------------------------------------------------------------------------
 
 def test_access_by_bearer_token_or_by_the_login_cookie() -> None:
-    cookie = wa.cookie_value(TOKEN)
+    later = int(time.time()) + 3600
+    cookie = wa.cookie_value(TOKEN, expires=later)
     assert wa.access(TOKEN, f"Bearer {TOKEN}", None) is wa.Access.GRANTED
     assert wa.access(TOKEN, f"bearer  {TOKEN} ", None) is wa.Access.GRANTED
     assert wa.access(TOKEN, f"Bearer {OTHER}", None) is wa.Access.WRONG
     assert wa.access(TOKEN, f"Bearer {OTHER}", cookie) is wa.Access.WRONG  # a wrong header is not excused
     assert wa.access(TOKEN, None, cookie) is wa.Access.GRANTED
-    assert wa.access(TOKEN, None, wa.cookie_value(OTHER)) is wa.Access.MISSING  # from before a rotation
+    assert wa.access(TOKEN, None, wa.cookie_value(OTHER, expires=later)) is wa.Access.MISSING  # before a rotation
+    assert wa.access(TOKEN, None, cookie, now=later) is wa.Access.MISSING  # expired, whatever the browser keeps
+    assert wa.access(TOKEN, None, cookie, now=later - 1) is wa.Access.GRANTED
+    forged = f"{later + 10**6}.{cookie.partition('.')[2]}"  # a later expiry does not carry the old MAC
+    assert wa.access(TOKEN, None, forged) is wa.Access.MISSING
     assert wa.access(TOKEN, None, TOKEN) is wa.Access.MISSING  # the token itself is not a cookie
     assert wa.access(TOKEN, f"Basic {TOKEN}", None) is wa.Access.MISSING
     assert wa.access(TOKEN, "Bearer", None) is wa.Access.MISSING
@@ -115,9 +121,11 @@ def test_access_by_bearer_token_or_by_the_login_cookie() -> None:
 
 
 def test_the_cookie_reveals_nothing_and_changes_with_the_token() -> None:
-    value = wa.cookie_value(TOKEN)
-    assert TOKEN not in value and len(value) == 64 and value != wa.cookie_value(OTHER)
-    header = wa.session_cookie(TOKEN, secure=False)
+    now = 1_800_000_000
+    value = wa.cookie_value(TOKEN, expires=now + wa.COOKIE_MAX_AGE_S)
+    assert TOKEN not in value and len(value.partition(".")[2]) == 64
+    assert value != wa.cookie_value(OTHER, expires=now + wa.COOKIE_MAX_AGE_S)
+    header = wa.session_cookie(TOKEN, secure=False, now=now)
     assert header.startswith(f"{wa.COOKIE_NAME}={value};")
     assert "HttpOnly" in header and "SameSite=Strict" in header and "Path=/" in header and "Secure" not in header
     assert TOKEN not in header
@@ -208,7 +216,7 @@ def test_a_guarded_page_runs_only_with_the_token() -> None:
     assert calls == []
     granted = get(FakeRequest({"Authorization": f"Bearer {TOKEN}"}))
     assert (granted.status, granted.body, granted.headers["Cache-Control"]) == (200, "the numbers", "no-store")
-    assert get(FakeRequest(cookies={wa.COOKIE_NAME: wa.cookie_value(TOKEN)})).body == "the numbers"
+    assert get(FakeRequest(cookies={wa.COOKIE_NAME: wa.cookie_value(TOKEN, expires=int(time.time()) + 60)})).body == "the numbers"
     assert len(calls) == 2
     assert page.__name__ == "page"  # Faust names the view after the handler
 
