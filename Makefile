@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration schemas bench soak clean browser promtool stressng
+.PHONY: install demo test test-unit test-integration schemas bench soak clean browser promtool stressng ajv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,13 +17,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cact demo
 
-test: $(STAMP) browser promtool stressng
+test: $(STAMP) browser promtool stressng ajv
 	$(BIN)/python -m pytest tests
 
 test-unit: $(STAMP) promtool
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: $(STAMP) browser stressng
+test-integration: $(STAMP) browser stressng ajv
 	$(BIN)/python -m pytest tests/integration
 
 # Headless Chromium for the operator-page browser test (Debian's package; Playwright never downloads one).
@@ -37,6 +37,16 @@ stressng:
 # promtool checks and unit-tests the Prometheus alert rules in deploy/prometheus/.
 promtool:
 	command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+
+# ajv (Node.js), the second validator of the contract's differential test (tests/integration/schemas/): the
+# versions pinned in tests/contract_js/package-lock.json, installed again whenever the lock is newer than them.
+AJV := tests/contract_js
+ajv: $(AJV)/node_modules/.package-lock.json
+
+$(AJV)/node_modules/.package-lock.json: $(AJV)/package.json $(AJV)/package-lock.json
+	command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm)
+	cd $(AJV) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 schemas: $(STAMP)
 	$(BIN)/cact schemas export

@@ -19,7 +19,7 @@ from types import EllipsisType
 import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 
-from schemas.events import EVENT_TYPES, OUTPUT_EVENTS, SCHEMA_VERSION, Event, EventBatch, printable
+from schemas.events import EVENT_TYPES, OUTPUT_EVENTS, SCHEMA_VERSION, WIRE, Event, EventBatch, printable
 from schemas.nip import mask_nip
 
 #: Characters of a reason's detail: it is logged, shown to operators and stored (DeadLettered.detail).
@@ -109,7 +109,7 @@ def _validate(data: object, topic: str | None) -> Event:
     if topic is not None and not _accepts(cls, topic):
         raise Rejected(Reason.WRONG_TOPIC, f"{cls.__name__} belongs on {cls.topic.name}, not {topic}")
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data, context=WIRE)
     except ValidationError as exc:
         reason, detail = _validation_reason(exc)
         raise Rejected(reason, detail) from None
@@ -184,7 +184,7 @@ def decode_output(raw: bytes | str, *, topic: str | None = None) -> Event:
     """The sink's decode of the pipeline's own output events: one pass of pydantic's JSON parser, no dict
     in between (the sink decodes every result and attendance change of the day). Same checks, same reasons."""
     try:
-        event = _OUTPUT.validate_json(raw)
+        event = _OUTPUT.validate_json(raw, context=WIRE)
     except ValidationError:
         return decode_event(raw, topic=topic)  # not an output event, or invalid: say why as for input
     if topic is not None and not _accepts(type(event), topic):

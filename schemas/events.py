@@ -14,8 +14,10 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
+from annotated_types import Interval
 from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator,
-                      StrictInt, WithJsonSchema, model_validator, with_config)
+                      StrictBool, StrictFloat, ValidationInfo, WithJsonSchema, model_validator,
+                      with_config)
 from typing_extensions import TypedDict
 
 from schemas import topics
@@ -39,10 +41,27 @@ SectionChoice = Annotated[Section, BeforeValidator(_text_only)]
 CompetencyChoice = Annotated[Competency, BeforeValidator(_text_only)]
 StatusChoice = Annotated[AttendanceStatus, BeforeValidator(_text_only)]
 
+
+def _month_day(sep: str) -> str:
+    """Month and day of a real date (29 February aside), as a regular expression every engine reads alike."""
+    return (f"(?:(?:0[13578]|1[02]){sep}(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11){sep}(?:0[1-9]|[12][0-9]|30)"
+            f"|02{sep}(?:0[1-9]|1[0-9]|2[0-8]))")
+
+
+#: Leap years by century (every fourth year: 1900 and 2100 are outside every range below, 2000 is leap).
+_LEAP_19, _LEAP_20 = "19(?:[468][048]|[579][26])", "20(?:[02468][048]|[13579][26])"
+_LEAP_21 = "21(?:0[48]|[2468][048]|[13579][26])"
+
+#: The NIP layout as tightly as a pattern can say it without knowing today's date: birth date YYYYMMDD (a real
+#: day of 1940-2099), appointment year 1958-2099, month 01-12 (PNS) or marker 21-29 (PPPK), gender 1|2, serial.
+#: What is left (birth year at most this year - 17, appointed at 18 or later, not after next year) is the rule
+#: ``nip_dates`` of schemas/rules.py.
+_NIP_BIRTH = f"(?:(?:19[4-9][0-9]|20[0-9]{{2}}){_month_day('')}|(?:{_LEAP_19}|{_LEAP_20})0229)"
+NIP_PATTERN = "^" + _NIP_BIRTH + "(?:195[89]|19[6-9][0-9]|20[0-9]{2})(?:0[1-9]|1[0-2]|2[1-9])[12][0-9]{3}$"
 NIP = Annotated[
     str,
     AfterValidator(validate_nip),
-    Field(pattern=r"^[0-9]{18}$", description="18-digit NIP (PNS or PPPK layout), dates checked."),
+    Field(pattern=NIP_PATTERN, description="18-digit NIP (PNS or PPPK layout), dates checked."),
 ]
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 
@@ -55,13 +74,21 @@ Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-
 #: and wider than any schedule, lab clock or replay of old spools the pipeline can meet.
 EARLIEST_YEAR, LATEST_YEAR = 2000, 2099
 MAX_OFFSET_WEST, MAX_OFFSET_EAST = timedelta(hours=12), timedelta(hours=14)
-_OFFSET = r"(Z|[+](0[0-9]|1[0-3]):[0-5][0-9]|[+]14:00|-(0[0-9]|1[01]):[0-5][0-9]|-12:00)"
-#: The one written form of an instant: RFC 3339 with `T`, seconds, at most 9 decimals (kept to the
-#: microsecond) and a `Z` or `±hh:mm` offset. Published as the JSON Schemas' pattern, checked the same here.
-INSTANT_PATTERN = r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?" + _OFFSET + "$"
+_OFFSET = "(?:Z|[+](?:0[0-9]|1[0-3]):[0-5][0-9]|[+]14:00|-(?:0[0-9]|1[01]):[0-5][0-9]|-12:00)"
+_DATE_20 = f"(?:20[0-9]{{2}}-{_month_day('-')}|{_LEAP_20}-02-29)"
+#: The one written form of an instant: RFC 3339 with `T`, a real date of 2000-2099, hours 00-23, minutes and
+#: seconds 00-59 (no leap second), at most 9 decimals (kept to the microsecond) and a `Z` or `±hh:mm` offset.
+#: Published as the JSON Schemas' pattern and checked the same here, so that every validator agrees without
+#: relying on `format` (an annotation in draft 2020-12, and each library's date-time differs).
+INSTANT_PATTERN = f"^{_DATE_20}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:[.][0-9]{{1,9}})?{_OFFSET}$"
 _INSTANT = re.compile(INSTANT_PATTERN)
-_INSTANT_RULE = ("must be an RFC 3339 date-time such as 2026-11-03T07:52:10+08:00: a year from 2000 to 2099, "
-                 "'T', seconds, and 'Z' or an offset from -12:00 to +14:00")
+_INSTANT_RULE = ("must be an RFC 3339 date-time such as 2026-11-03T07:52:10+08:00: a real date from 2000 to 2099, "
+                 "'T', hh:mm:ss, and 'Z' or an offset from -12:00 to +14:00")
+#: A calendar date (a result's ``assessed_on`` and ``valid_until``): YYYY-MM-DD, a real date of 2000-2199 (a
+#: result assessed in 2099 is valid until 2102).
+DATE_PATTERN = f"^(?:2[01][0-9]{{2}}-{_month_day('-')}|(?:{_LEAP_20}|{_LEAP_21})-02-29)$"
+_DATE = re.compile(DATE_PATTERN)
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2199, 12, 31)
 
 
 def _check_instant(value: Any) -> Any:
@@ -94,6 +121,58 @@ def in_contract_range(at: datetime) -> bool:
     except ValueError:
         return False
     return at.utcoffset() is not None
+
+
+#: Canonical RFC 4122 text: 36 characters, hyphens at 8-4-4-4-12, hex in either case. Python's UUID also reads
+#: 32 bare digits, braces and ``urn:uuid:``; the published schemas do not, so neither does the decoder.
+UUID_PATTERN = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+_UUID = re.compile(UUID_PATTERN)
+
+
+def _check_uuid(value: Any) -> Any:
+    if isinstance(value, uuid.UUID) or (isinstance(value, str) and _UUID.fullmatch(value)):
+        return value
+    raise ValueError("must be a UUID written as 8-4-4-4-12 hex digits, e.g. 3b0f8f0e-6a53-4a4f-9a57-0d1b0f3c2a11")
+
+
+Uuid = Annotated[uuid.UUID, BeforeValidator(_check_uuid),
+                 WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID_PATTERN})]
+
+
+def _check_day(value: Any) -> Any:
+    """Only YYYY-MM-DD, or a date in the same range: pydantic alone reads a Unix time or a midnight datetime."""
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        return value
+    if isinstance(value, date) and not isinstance(value, datetime) and EARLIEST_DAY <= value <= LATEST_DAY:
+        return value
+    raise ValueError("must be a date written YYYY-MM-DD, a real day from 2000 to 2199")
+
+
+Day = Annotated[date, BeforeValidator(_check_day),
+                WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN})]
+
+#: The largest integer every JSON reader holds exactly (2^53 - 1, JavaScript's MAX_SAFE_INTEGER): the bound of
+#: every count and offset, so that no validator compares a rounded double with it and orjson never meets an
+#: integer beyond 64 bits that a schema allowed.
+MAX_SAFE_INT = 2**53 - 1
+
+
+def _check_number(value: Any) -> Any:
+    """JSON numbers only: pydantic would read ``true`` as 1 and ``"5"`` as 5, which no schema allows. An integral
+    float such as ``40.0`` is an integer to JSON Schema, and stays one here."""
+    if type(value) is bool or not isinstance(value, (int, float)):
+        raise ValueError("must be a JSON number, not a string or a boolean")
+    return value
+
+
+def Int(ge: int, le: int = MAX_SAFE_INT) -> Any:  # noqa: N802 (a type, as read at its use)
+    """An integer from ``ge`` to ``le``: always both bounds, in the model and its published schema alike."""
+    return Annotated[int, Interval(ge=ge, le=le), BeforeValidator(_check_number)]  # bounds first: see the schema
+
+
+#: A real number, integers included, never a string or a boolean (pydantic's strict float).
+Number = StrictFloat
+Flag = StrictBool
 
 
 #: No control characters (U+0000-U+001F, U+007F) in text: PostgreSQL refuses U+0000 in text and JSON, and the
@@ -162,7 +241,7 @@ FIELD_DOCS: dict[str, str] = {
     "rescheduled": "Moved to another session.",
     "unexpected": "Checked in without being scheduled here: for the operator to resolve.",
     "no_show_rate": "no_show / scheduled.",
-    "source_topic": "Where the rejected message was read.",
+    "source_topic": "Where the rejected message was read: also the dead letter's Kafka key.",
     "source_partition": "Its partition.",
     "source_offset": "Its offset.",
     "key_b64": "The original key, base64.",
@@ -212,7 +291,7 @@ class SessionScheduledPayload(_Model):
     ends_at: Instant
     blueprint_id: Id = Field(description="Test blueprint, e.g. `cact-full` or `mansoskul-only`.")
     purpose: PurposeChoice
-    seats: StrictInt | None = Field(default=None, ge=1, le=10_000)
+    seats: Int(1, 10_000) | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> "SessionScheduledPayload":
@@ -226,7 +305,7 @@ class ParticipantScheduledPayload(_Model):
     nip: NIP
     name: str = Field(max_length=200, pattern=NO_CONTROL)
     position_tier: TierChoice
-    standard_levels: dict[Competency, Annotated[StrictInt, Field(ge=1, le=5)]] | None = Field(
+    standard_levels: dict[Competency, Int(1, 5)] | None = Field(
         default=None, description="Overrides the tier's standard level for the named competencies."
     )
     rescheduled_from: Id | None = Field(
@@ -386,24 +465,24 @@ class EventBatchPayload(_Model):
 class CompetencyResult(_Model):
     code: CompetencyChoice
     siasn_field: str
-    raw: float
-    max_raw: float
-    level: int = Field(ge=1, le=5)
-    standard: int = Field(ge=1, le=5)
-    gap: int
+    raw: Number = Field(ge=0, le=MAX_SAFE_INT)
+    max_raw: Number = Field(ge=0, le=MAX_SAFE_INT)
+    level: Int(1, 5)
+    standard: Int(1, 5)
+    gap: Int(-4, 4)
 
 
 class SubtestScore(_Model):
-    score: float = Field(ge=0, le=100)
-    level: int = Field(ge=1, le=5)
+    score: Number = Field(ge=0, le=100)
+    level: Int(1, 5)
 
 
 class SectionScore(_Model):
     section: SectionChoice
-    score: float = Field(ge=0, le=100)
-    level: int = Field(ge=1, le=5)
-    answered: int
-    items: int
+    score: Number = Field(ge=0, le=100)
+    level: Int(1, 5)
+    answered: Int(0)
+    items: Int(0)
     completion: Literal["submitted", "timed_out", "autosave"]
     subtests: dict[str, SubtestScore] = Field(default_factory=dict, description="Score and level per sub-test.")
 
@@ -411,17 +490,17 @@ class SectionScore(_Model):
 class PotentialScores(_Model):
     """The potential profile in SI ASN's field names (``potensi/save``); scores are percents, 0..100."""
 
-    berfikirKritis: float = Field(ge=0, le=100)
-    intelektual: float = Field(ge=0, le=100)
-    interpersonal: float = Field(ge=0, le=100)
-    kesadaranDiri: float = Field(ge=0, le=100)
-    motivasiKomitmen: float = Field(ge=0, le=100)
-    total: float = Field(ge=0, le=100)
+    berfikirKritis: Number = Field(ge=0, le=100)
+    intelektual: Number = Field(ge=0, le=100)
+    interpersonal: Number = Field(ge=0, le=100)
+    kesadaranDiri: Number = Field(ge=0, le=100)
+    motivasiKomitmen: Number = Field(ge=0, le=100)
+    total: Number = Field(ge=0, le=100)
 
 
 class ParticipantScoredPayload(_Model):
-    result_id: uuid.UUID = Field(description="Stable per (NIP, activity): all versions share it.")
-    result_version: int = Field(ge=1, description="Increases when the result is recomputed (resubmission, rescoring).")
+    result_id: Uuid = Field(description="Stable per (NIP, activity): all versions share it.")
+    result_version: Int(1) = Field(description="Increases when the result is recomputed (resubmission, rescoring).")
     nip: NIP
     activity_id: Id
     session_id: Id
@@ -431,17 +510,17 @@ class ParticipantScoredPayload(_Model):
     blueprint_id: Id
     blueprint_version: str
     competencies: list[CompetencyResult]
-    jpm: float | None = Field(description="Job Person Match, percent; null when Mansoskul was not taken.")
+    jpm: Annotated[Number, Interval(ge=0, le=100)] | None = Field(description="Job Person Match, percent; null when Mansoskul was not taken.")
     category: str | None
     strengths: list[CompetencyChoice]
     development_areas: list[CompetencyChoice]
     sections: list[SectionScore]
     potential: PotentialScores | None = Field(
         default=None, description="Only when the blueprint maps sub-tests to potential (docs/scoring.md).")
-    assessed_on: date
-    valid_until: date
+    assessed_on: Day
+    valid_until: Day
     flags: list[str] = Field(default_factory=list, description="e.g. `scored_from_autosave`, `timed_out`.")
-    provenance: list[uuid.UUID] = Field(description="event_id of every event the result was computed from.")
+    provenance: list[Uuid] = Field(description="event_id of every event the result was computed from.")
 
 
 class AttendanceChangedPayload(_Model):
@@ -452,11 +531,11 @@ class AttendanceChangedPayload(_Model):
     nip: NIP
     status: StatusChoice
     previous: StatusChoice | None
-    late: bool = False
-    correction: bool = Field(default=False, description="True when this reverses an earlier declaration.")
+    late: Flag = False
+    correction: Flag = Field(default=False, description="True when this reverses an earlier declaration.")
     rescheduled_to: Id | None = None
     rescheduled_from: Id | None = None
-    revision: int = Field(default=0, ge=0, description="Facts known about this participant in this session; "
+    revision: Int(0) = Field(default=0, description="Facts known about this participant in this session; "
                           "grows with every fact, whatever order they arrive in: stores keep the highest.")
 
 
@@ -468,32 +547,43 @@ class SessionSummaryPayload(_Model):
     starts_at: Instant
     checkin_closes_at: Instant
     ends_at: Instant
-    closed: bool = Field(description="The lab closed the session.")
-    closed_by_wall_clock: bool = Field(description="The check-in window was closed by the wall-clock fallback (lab silent).")
-    scheduled: int
-    checked_in: int
-    no_show: int
-    rescheduled: int
-    unexpected: int
-    no_show_rate: float
-    final: bool = Field(description="True once the check-in window has closed.")
-    revision: int = Field(default=0, ge=0, description="Facts known about the session; stores keep the highest.")
+    closed: Flag = Field(description="The lab closed the session.")
+    closed_by_wall_clock: Flag = Field(description="The check-in window was closed by the wall-clock fallback (lab silent).")
+    scheduled: Int(0)
+    checked_in: Int(0)
+    no_show: Int(0)
+    rescheduled: Int(0)
+    unexpected: Int(0)
+    no_show_rate: Number = Field(ge=0, le=1)
+    final: Flag = Field(description="True once the check-in window has closed.")
+    revision: Int(0) = Field(default=0, description="Facts known about the session; stores keep the highest.")
+
+
+#: Validation context of a message read from a topic (schemas/decode.py): checked, never repaired.
+WIRE: dict[str, Any] = {"wire": True}
+
+
+def _safe_detail(value: Any, info: ValidationInfo) -> Any:
+    """Built in Python, a detail is made printable and bounded here (it may quote hostile input); read from a
+    topic, it is only checked, so the decoder accepts exactly what the published schema does."""
+    if isinstance(value, str) and info.mode == "python" and not (info.context or {}).get("wire"):
+        return printable(value, 2000)
+    return value
 
 
 class DeadLetteredPayload(_Model):
     reason: str = Field(description="Machine-readable reason code, see docs/events.md.")
-    detail: Annotated[str, BeforeValidator(lambda v: printable(v, 2000) if isinstance(v, str) else v)] = Field(
-        max_length=2000)
+    detail: Annotated[str, BeforeValidator(_safe_detail)] = Field(max_length=2000, pattern=NO_CONTROL)
     source_topic: str
-    source_partition: int
-    source_offset: int
+    source_partition: Int(0, 2**31 - 1)
+    source_offset: Int(0)
     key_b64: str | None = Field(description="The original key (its first 256 bytes), base64.")
     value_b64: str = Field(description="The original message bytes, base64: the first 4,096 bytes only when "
                            "``value_truncated``; the full record stays at the source position.")
-    value_bytes: int | None = Field(default=None, ge=0, description="Length of the original message in bytes.")
+    value_bytes: Int(0) | None = Field(default=None, description="Length of the original message in bytes.")
     value_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$",
                                      description="SHA-256 of the whole original message, hex.")
-    value_truncated: bool = Field(default=False, description="value_b64 holds only a prefix of the message.")
+    value_truncated: Flag = Field(default=False, description="value_b64 holds only a prefix of the message.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -501,15 +591,25 @@ class DeadLetteredPayload(_Model):
 # --------------------------------------------------------------------------------------------------
 
 
+def _event_schema(schema: dict[str, Any]) -> None:
+    """``event_type`` has a default so that Python code need not repeat it, but on the wire it selects the
+    type: the decoder requires it, so the published schema does too."""
+    _describe_fields(schema)
+    required = set(schema.get("required", ())) | {"event_type"}
+    schema["required"] = [name for name in schema["properties"] if name in required]
+
+
 class Event(_Model):
     """Fields every event carries."""
+
+    model_config = ConfigDict(json_schema_extra=_event_schema)
 
     topic: ClassVar[topics.TopicSpec]
     key_field: ClassVar[str] = "session_id"
 
-    event_id: uuid.UUID
+    event_id: Uuid
     event_type: str
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Annotated[Literal[1], BeforeValidator(_check_number)] = SCHEMA_VERSION
     occurred_at: Instant = Field(description="RFC 3339 with UTC offset, by the emitter's clock.")
     lab_id: Id = Field(description="The lab or system that emitted the event.")
     payload: Any

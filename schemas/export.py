@@ -14,6 +14,7 @@ import schemas
 from schemas import topics
 from schemas.decode import Reason
 from schemas.events import ALL_EVENTS, Event
+from schemas.rules import rules_for
 
 DEFAULT_DIR = Path(schemas.__file__).parent / "json"
 DOC_PATH = Path(schemas.__file__).parent.parent / "docs" / "events.md"
@@ -25,17 +26,21 @@ def event_schema(cls: type[Event]) -> dict[str, Any]:
 
     Serialization mode, because it is the shape the events have on the wire and, unlike validation mode,
     keeps the NIP pattern that pydantic drops behind the NIP's after-validator. ``$id`` and ``title`` name
-    the type, and the description carries the topic and key: a vendor reading only the schema file still
-    knows where to send the event and how to key it.
+    the type, and the description carries the topic, the key and every rule of schemas/rules.py the type is
+    held to: a vendor reading only the schema file still knows where to send the event, how to key it and
+    why a schema-valid event can still be refused.
     """
     name = cls.model_fields["event_type"].default
     schema = cls.model_json_schema(mode="serialization")
+    on = " or ".join(t.name for t in (cls.topic, *getattr(cls, "also_on", ())))
+    rules = " ".join(f"[{rule.id}] {rule.text}" for rule in rules_for(name))
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"{BASE_ID}/{name}.json",
         **schema,
         "title": name,
-        "description": f"{(cls.__doc__ or name).strip()} Topic: {cls.topic.name}; key: payload.{cls.key_field}.",
+        "description": f"{(cls.__doc__ or name).strip()} Topic: {on}; key: payload.{cls.key_field}. "
+                       f"Rules beyond this schema: {rules}",
     }
 
 

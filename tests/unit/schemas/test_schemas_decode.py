@@ -86,7 +86,7 @@ def rejection(raw: bytes | str, *, topic: str | None = None) -> Rejected:
 
 
 def test_every_input_event_type_has_an_example_payload() -> None:
-    assert set(INPUT_EVENTS) == set(ev.SCHEDULE_EVENTS + ev.LAB_EVENTS) == set(PAYLOADS)
+    assert set(INPUT_EVENTS) == set(ev.SCHEDULE_EVENTS + ev.LAB_EVENTS + ev.CONTROL_EVENTS) == set(PAYLOADS)
 
 
 @pytest.mark.parametrize("cls", INPUT_EVENTS, ids=lambda c: c.__name__)

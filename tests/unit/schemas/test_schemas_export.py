@@ -237,15 +237,23 @@ def test_schemas_require_the_envelope(field: str) -> None:
     assert list(validator("ParticipantCheckedIn").iter_errors(data))
 
 
-def test_without_format_assertion_an_impossible_date_slips_through() -> None:
-    """Why docs/events.md tells vendors to turn format assertion on: draft 2020-12 formats are annotations.
-    The published pattern catches a missing offset or an out-of-range year, not 30 February."""
+def test_without_format_assertion_the_pattern_alone_refuses_an_impossible_date() -> None:
+    """Draft 2020-12 formats are annotations, so the published pattern spells out the calendar: a validator
+    that ignores ``format`` still refuses 30 February, 29 February of 2027 and a leap second."""
     plain = jsonschema.Draft202012Validator(schema_of("ParticipantCheckedIn"))
-    assert list(plain.iter_errors(dict(_checked_in(), occurred_at="2026-11-03T07:52:10")))
-    assert list(plain.iter_errors(dict(_checked_in(), occurred_at="0001-01-01T00:00:00+14:00")))
-    data = dict(_checked_in(), occurred_at="2026-02-30T07:52:10+08:00")
-    assert not list(plain.iter_errors(data))
-    assert list(validator("ParticipantCheckedIn").iter_errors(data))
+    for bad in ("2026-11-03T07:52:10", "0001-01-01T00:00:00+14:00", "2026-02-30T07:52:10+08:00",
+                "2027-02-29T07:52:10+08:00", "2026-12-31T23:59:60Z"):
+        data = dict(_checked_in(), occurred_at=bad)
+        assert list(plain.iter_errors(data)), bad
+        assert rejection_reason(data) == Reason.INVALID_FIELD
+    assert not list(plain.iter_errors(dict(_checked_in(), occurred_at="2028-02-29T07:52:10+08:00")))
+
+
+def test_a_python_re_validator_lets_a_trailing_line_break_through_the_decoder_does_not() -> None:
+    """Why the differential tests read patterns as ECMA-262 does: Python's ``$`` also matches before a final
+    line break, so the stock jsonschema validator accepts what the schema (and ajv, and the decoder) refuse."""
+    data = dict(_checked_in(), occurred_at="2026-11-03T07:52:10+08:00\n")
+    assert not list(jsonschema.Draft202012Validator(schema_of("ParticipantCheckedIn")).iter_errors(data))
     assert rejection_reason(data) == Reason.INVALID_FIELD
 
 
