@@ -464,7 +464,7 @@ class EventBatchPayload(_Model):
 
 class CompetencyResult(_Model):
     code: CompetencyChoice
-    siasn_field: str
+    siasn_field: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9]*$")
     raw: Number = Field(ge=0, le=MAX_SAFE_INT)
     max_raw: Number = Field(ge=0, le=MAX_SAFE_INT)
     level: Int(1, 5)
@@ -508,10 +508,10 @@ class ParticipantScoredPayload(_Model):
     purpose: PurposeChoice
     position_tier: TierChoice
     blueprint_id: Id
-    blueprint_version: str
+    blueprint_version: str = Field(min_length=1, max_length=32, pattern=NO_CONTROL)
     competencies: list[CompetencyResult]
     jpm: Annotated[Number, Interval(ge=0, le=100)] | None = Field(description="Job Person Match, percent; null when Mansoskul was not taken.")
-    category: str | None
+    category: str | None = Field(max_length=64, pattern=NO_CONTROL)
     strengths: list[CompetencyChoice]
     development_areas: list[CompetencyChoice]
     sections: list[SectionScore]
@@ -519,7 +519,8 @@ class ParticipantScoredPayload(_Model):
         default=None, description="Only when the blueprint maps sub-tests to potential (docs/scoring.md).")
     assessed_on: Day
     valid_until: Day
-    flags: list[str] = Field(default_factory=list, description="e.g. `scored_from_autosave`, `timed_out`.")
+    flags: list[Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]] = Field(
+        default_factory=list, max_length=32, description="e.g. `scored_from_autosave`, `timed_out`.")
     provenance: list[Uuid] = Field(description="event_id of every event the result was computed from.")
 
 
@@ -571,14 +572,20 @@ def _safe_detail(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+#: Standard base64 with padding: what a dead letter's key and value prefixes are written in.
+_BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
 class DeadLetteredPayload(_Model):
-    reason: str = Field(description="Machine-readable reason code, see docs/events.md.")
+    reason: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                        description="Machine-readable reason code, see docs/events.md.")
     detail: Annotated[str, BeforeValidator(_safe_detail)] = Field(max_length=2000, pattern=NO_CONTROL)
-    source_topic: str
+    source_topic: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")  # Kafka's topic names
     source_partition: Int(0, 2**31 - 1)
     source_offset: Int(0)
-    key_b64: str | None = Field(description="The original key (its first 256 bytes), base64.")
-    value_b64: str = Field(description="The original message bytes, base64: the first 4,096 bytes only when "
+    key_b64: str | None = Field(max_length=344, pattern=_BASE64,
+                                description="The original key (its first 256 bytes), base64.")
+    value_b64: str = Field(max_length=5464, pattern=_BASE64, description="The original message bytes, base64: the first 4,096 bytes only when "
                            "``value_truncated``; the full record stays at the source position.")
     value_bytes: Int(0) | None = Field(default=None, description="Length of the original message in bytes.")
     value_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$",
