@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.faults.compare import store_snapshot
+from bench.faults.processes import fresh_dir
 from producers.daysender import delivery_plan
 from producers.emitter import LabEmitter
 from producers.simulator import SimDay
@@ -73,6 +74,7 @@ def parts(day: SimDay) -> tuple[list[Any], list[Any]]:
 def run(day: SimDay, tmp: Path, database_url: str, *, lose_broker: bool, drain_timeout: float = 180
         ) -> dict[str, Any]:
     """One run; returns the store's snapshot and, for the faulted run, what the worker showed while halted."""
+    fresh_dir(tmp)
     port = free_port()
     broker = EmbeddedBroker("127.0.0.1", port, log_path=tmp / "broker-1.log").start()
     settings = Settings(kafka_bootstrap_servers=broker.bootstrap, database_url=database_url,

@@ -35,7 +35,7 @@ from rich.console import Console
 from sqlalchemy import create_engine, text
 
 from bench.faults.compare import Snapshot, emulator_snapshot, store_snapshot
-from bench.faults.processes import Exit, PipelineProcess, Supervisor
+from bench.faults.processes import Exit, PipelineProcess, Supervisor, fresh_dir
 from producers.daysender import delivery_plan, send_day
 from producers.simulator import SimConfig, SimDay, build_day
 from schemas import topics
@@ -164,7 +164,7 @@ class Pipeline:
         return self
 
     def _start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        fresh_dir(self.workdir)
         broker = self._stack.enter_context(EmbeddedBroker("127.0.0.1", free_port(),
                                                           log_path=self.workdir / "broker.log"))
         self.database_url = self._stack.enter_context(fresh_database())

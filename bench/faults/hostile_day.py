@@ -34,6 +34,7 @@ from sqlalchemy import text
 from bench.faults.compare import store_snapshot
 from bench.faults.hostile import DAY_SAFE_KINDS, HostileRecord, iter_hostile
 from bench.faults.hostile_stream import HostileStream, account
+from bench.faults.processes import fresh_dir
 from bench.faults.reference import check_against_truth
 from producers.daysender import delivery_plan
 from producers.emitter import LabEmitter
@@ -105,7 +106,7 @@ def run_hostile_day(workdir: Path, database_url: str, *, participants: int, host
                     progress: Callable[[str, int, int], None] | None = None) -> HostileDayReport:
     """Send a day with ``hostile`` records interleaved; ``progress(phase, done, total)`` for a display."""
     started = time.monotonic()
-    workdir.mkdir(parents=True, exist_ok=True)
+    fresh_dir(workdir)
     registry = BlueprintRegistry.from_dir()
     day = build_day(SimConfig(participants=participants, seats=30, malformed=0, seed=seed), registry)
     with EmbeddedBroker("127.0.0.1", free_port(), log_path=workdir / "broker.log") as broker:

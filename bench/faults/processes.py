@@ -10,6 +10,7 @@ process as an operator's supervisor would, so the run still ends and its rows ca
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,15 @@ from types import TracebackType
 from typing import Self
 
 from schemas.settings import Settings, settings_env
+
+
+def fresh_dir(path: Path) -> Path:
+    """A run's own folder, emptied: broker marks or a lab spool left there by an earlier run would meet the
+    run's fresh broker as a broker that lost their records (and a worker halts on that, as it must)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ WORKER_PEAK_RSS_MB = 600
 
 
 def test_hostile_records_interleaved_with_a_day(tmp_path: Path, pg_database: str) -> None:
-    report = run_hostile_day(tmp_path, pg_database, participants=150, hostile=400, seed=5,
+    report = run_hostile_day(tmp_path / "day", pg_database, participants=150, hostile=400, seed=5,
                              settings_overrides={"unscheduled_sessions_max": 2, "broker_check_seconds": 1.0})
     assert report.ok, report.explain()
     assert report.kinds == len(DAY_SAFE_KINDS) >= 20

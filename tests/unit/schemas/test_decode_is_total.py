@@ -42,7 +42,7 @@ def _corpus() -> list[dict[str, Any]]:
 
 CORPUS = _corpus()
 RAW_CORPUS = [orjson.dumps(e) for e in CORPUS]
-TOPICS = (topics.LAB.name, topics.SCHEDULE.name, None)
+TOPICS = (topics.LAB.name, topics.SCHEDULE.name, topics.CONTROL.name, None)
 
 #: Values put anywhere in an event; strings starting "#" are written as bare JSON literals.
 HOSTILE_VALUES: tuple[Any, ...] = (
