@@ -214,8 +214,7 @@ class SessionProcessor:
             if s["meta"] is None:
                 self._hold(s, event)
             else:
-                self._judge(s, event)
-                self._apply(event)
+                self._lab_fact(s, event)
         else:
             self._apply(event)
         for session_id in sorted(self._summary_due):
@@ -231,9 +230,23 @@ class SessionProcessor:
     # Who may say what about a session (LabTrust)
     # ----------------------------------------------------------------------------------------------
 
-    def _judge(self, s: State, event: ev.Event) -> None:
-        """Refuse a lab event from another lab than the session's, or stamped far from its schedule; the first
-        lab to speak for a session whose schedule names no lab (an older scheduler) becomes its host."""
+    def _lab_fact(self, s: State, event: ev.Event) -> None:
+        """Judge a lab event, then apply it. The first lab to speak for a session whose schedule names no lab
+        (an older scheduler) becomes its host, before the event is applied so its rows name it, and only if
+        the event is accepted: handlers refuse before they change anything, so undoing the pin is enough."""
+        pinned = self._judge(s, event)
+        try:
+            self._apply(event)
+        except Rejected:
+            if pinned:
+                s["meta"]["lab_id"] = None
+            raise
+        if pinned:
+            self._summary_due.add(event.key())
+
+    def _judge(self, s: State, event: ev.Event) -> bool:
+        """Refuse a lab event from another lab than the session's, or stamped far from its schedule; returns
+        whether the event's lab was made the host of a session that had none."""
         meta = s["meta"]
         host = meta.get("lab_id")
         if host is not None and event.lab_id != host:
@@ -244,11 +257,11 @@ class SessionProcessor:
         if not earliest <= at <= latest:
             raise Rejected(Reason.IMPLAUSIBLE_TIME, f"occurred_at {at.isoformat()} is outside {earliest.isoformat()}"
                            f" .. {latest.isoformat()} around session {event.key()}'s schedule (CACT_LAB_TIME_*_HOURS)")
-        if host is None:
-            meta["lab_id"] = event.lab_id
-            self.sessions[event.key()] = s
-            self._refresh_session(event.key(), s)  # attendance rows name the lab
-            self._summary_due.add(event.key())
+        if host is not None:
+            return False
+        meta["lab_id"] = event.lab_id
+        self.sessions[event.key()] = s
+        return True
 
     def _hold(self, s: State, event: ev.Event) -> None:
         """Keep a lab event that came before its session's schedule, unapplied, until the schedule says who
@@ -280,8 +293,7 @@ class SessionProcessor:
         for item in held:
             event = ev.EVENT_TYPES[item["event"]["event_type"]].model_validate(item["event"])
             try:
-                self._judge(self._session(session_id), event)
-                self._apply(event)
+                self._lab_fact(self._session(session_id), event)
             except Rejected as exc:
                 topic, partition, offset, index = item["position"]
                 detail = f"held until the schedule arrived: {exc.detail}"

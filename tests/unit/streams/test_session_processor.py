@@ -396,6 +396,20 @@ def test_a_schedule_without_a_lab_takes_the_first_lab_that_speaks(registry: Blue
     assert refused(p, from_lab("lab-elsewhere", ev.ParticipantCheckedIn, 1, nip=NIP_B)) == Reason.WRONG_LAB
 
 
+
+def test_a_refused_first_event_makes_no_lab_the_host(registry: BlueprintRegistry) -> None:
+    legacy = ev.new_event(ev.SessionScheduled, lab_id="bkn-scheduler", occurred_at=START - timedelta(days=1),
+                          payload={k: v for k, v in session().payload.model_dump(mode="json").items() if k != "lab_id"})
+    p = make(registry)
+    run(p, [legacy, scheduled(NIP_A)])
+    bad = from_lab("lab-forger", ev.AnswersSaved, 5, nip=NIP_A, section="mansoskul",
+                   answers=[{"item_id": "NO-SUCH-ITEM", "option": "A"}])
+    assert refused(p, bad) == Reason.UNKNOWN_ITEM
+    assert p.sessions["S1"]["meta"]["lab_id"] is None
+    assert statuses(run(p, [lab(ev.ParticipantCheckedIn, 0, nip=NIP_A)])) == {NIP_A: St.CHECKED_IN}
+    assert p.sessions["S1"]["meta"]["lab_id"] == "kanreg-iv-makassar"
+
+
 def test_a_section_the_blueprint_lacks_is_dead_lettered(registry: BlueprintRegistry) -> None:
     p = make(registry)
     run(p, [session("mansoskul-only"), scheduled(NIP_A), lab(ev.ParticipantCheckedIn, 0, nip=NIP_A)])
