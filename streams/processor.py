@@ -267,13 +267,14 @@ class SessionProcessor:
         """Keep a lab event that came before its session's schedule, unapplied, until the schedule says who
         hosts the session and when (bounded per partition: ``StateLimits.held_events``)."""
         session_id = event.key()
-        self._admit_session(session_id)
         key = _unscheduled_key(self.scope)
+        held = (self.sessions.get(key) or {}).get("held", 0)
+        if held >= self.limits.held_events:  # before anything changes, as every refusal
+            raise Rejected(Reason.STATE_LIMIT, f"{held} lab events of sessions without a schedule are held "
+                           "already (CACT_HELD_EVENTS_MAX)")
+        self._admit_session(session_id)
         registry = self.sessions[key]
-        if registry.get("held", 0) >= self.limits.held_events:
-            raise Rejected(Reason.STATE_LIMIT, f"{registry['held']} lab events of sessions without a schedule are "
-                           "held already (CACT_HELD_EVENTS_MAX)")
-        registry["held"] = registry.get("held", 0) + 1
+        registry["held"] = held + 1
         self.sessions[key] = registry
         s.setdefault("held", []).append({"event": event.model_dump(mode="json"), "position": list(self.position)})
         self.sessions[session_id] = s
@@ -300,7 +301,8 @@ class SessionProcessor:
                 if index is not None:
                     detail = f"events[{index}]: {detail}"
                 self._out.append(dead_letter(topic=topic, partition=partition, offset=offset, index=index,
-                                             key=session_id.encode(), value=event.to_bytes(), timestamp=None,
+                                             key=session_id.encode(), value=event.to_bytes(),
+                                             timestamp=event.occurred_at.timestamp(),  # the same on every replay
                                              reason=exc.reason, detail=detail))
                 self.late_rejections.append((exc.reason, topic))
         self._trigger = schedule_event

@@ -371,6 +371,9 @@ def test_held_events_are_capped_per_partition(registry: BlueprintRegistry) -> No
     p = make(registry, limits=StateLimits(held_events=2))
     run(p, [lab(ev.ParticipantCheckedIn, 0, nip=NIP_A), lab(ev.ParticipantCheckedIn, 1, nip=NIP_B)])
     assert refused(p, lab(ev.SectionStarted, 2, nip=NIP_A, section="mansoskul")) == Reason.STATE_LIMIT
+    elsewhere = ev.new_event(ev.ParticipantCheckedIn, lab_id="kanreg-iv-makassar", occurred_at=START,
+                             payload={"session_id": "S3", "nip": NIP_A})
+    assert refused(p, elsewhere) == Reason.STATE_LIMIT  # and takes no unscheduled-session slot either
     run(p, [session()])  # released: room again
     assert run(p, [ev.new_event(ev.ParticipantCheckedIn, lab_id="kanreg-iv-makassar", occurred_at=START,
                                 payload={"session_id": "S2", "nip": NIP_A})]) == []
