@@ -73,17 +73,12 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "war
     errors.check_port_free(settings.worker_web_host, settings.worker_web_port, "CACT_WORKER_WEB_PORT",
                            "CACT_WORKER_WEB_HOST")
     try:
-        BlueprintRegistry.from_dir(settings.blueprint_dir)
+        BlueprintRegistry.from_dir(settings.blueprint_dir)  # before the banner: a bad blueprint is one line
         if settings.siasn_push_enabled:
             SiasnConfig.from_env()
-    except BlueprintError as exc:
-        raise CliError(f"blueprint rejected: {exc}") from None
-    except SiasnConfigError as exc:
-        raise CliError(f"SI ASN push enabled (CACT_SIASN_PUSH_ENABLED) but not configured: {exc}") from None
-    errors.check_kafka(settings)
-    for line in worker_banner(settings):
-        print(line, file=sys.stderr, flush=True)
-    try:
+        errors.check_kafka(settings)
+        for line in worker_banner(settings):
+            print(line, file=sys.stderr, flush=True)
         run_worker(settings, loglevel=loglevel, accept_broker_loss=accept_broker_loss)
     except BlueprintError as exc:
         raise CliError(f"blueprint rejected: {exc}") from None

@@ -4,6 +4,7 @@ process: nothing else on stdout or stderr, no traceback. And a worker that can s
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -14,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from streams.broker import EmbeddedBroker, free_port
+
+#: Credentials made up per run: what the masking must hide (never a literal in the repo).
+FAKE_SECRET = secrets.token_hex(8)
 
 CACT = str(Path(__file__).resolve().parents[3] / ".venv" / "bin" / "cact")
 QUICK = 30  # seconds; each case takes one or two
@@ -45,10 +49,10 @@ BLUEPRINT = ["--activity", "ACT-1", "--blueprint", "corrected.json"]
     (["siasn", "status"], {"CACT_DATABASE_URL": "nonsense://x"}, "CACT_DATABASE_URL=nonsense://x", 2),
     (["worker"], {"CACT_DATABASE_URL": "nonsense://x"}, "CACT_DATABASE_URL=nonsense://x", 2),
     (["sink"], {"CACT_DATABASE_URL": "nonsense://x"}, "CACT_DATABASE_URL=nonsense://x", 2),
-    (["siasn", "status"], {"CACT_DATABASE_URL": "postgresql+psycopg://postgres:s3cr3t@127.0.0.1:1/x"},
+    (["siasn", "status"], {"CACT_DATABASE_URL": f"postgresql+psycopg://postgres:{FAKE_SECRET}@127.0.0.1:1/x"},
      "postgresql+psycopg://postgres:***@127.0.0.1:1/x (CACT_DATABASE_URL)", 69),
     (["attendance", "no-shows", "--agency", "AG-1"],
-     {"CACT_DATABASE_URL": "postgresql+psycopg://postgres:s3cr3t@127.0.0.1:1/x"}, "(CACT_DATABASE_URL)", 69),
+     {"CACT_DATABASE_URL": f"postgresql+psycopg://postgres:{FAKE_SECRET}@127.0.0.1:1/x"}, "(CACT_DATABASE_URL)", 69),
     (["worker"], {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS)", 69),
     (["rescore", *BLUEPRINT], {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS)", 69),
     (["sink"], {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS)", 69),
@@ -60,7 +64,7 @@ def test_bad_configuration_is_one_line_naming_the_variable(tmp_path: Path, args:
     started = time.monotonic()
     returncode, lines = cact(tmp_path, args, **variables)
     assert len(lines) == 1, "\n".join(lines)
-    assert names in lines[0] and "s3cr3t" not in lines[0]
+    assert names in lines[0] and f"{FAKE_SECRET}" not in lines[0]
     assert returncode == code, lines
     assert time.monotonic() - started < 15
 
@@ -97,7 +101,7 @@ def test_a_starting_worker_says_where_its_pages_kafka_and_store_are(tmp_path: Pa
     with EmbeddedBroker("127.0.0.1", free_port(), log_path=tmp_path / "broker.log") as broker:
         web = free_port()
         env = env_for(tmp_path, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, CACT_WORKER_WEB_PORT=str(web),
-                      CACT_DATABASE_URL="postgresql+psycopg://postgres:s3cr3t@127.0.0.1:1/x")
+                      CACT_DATABASE_URL=f"postgresql+psycopg://postgres:{FAKE_SECRET}@127.0.0.1:1/x")
         proc = subprocess.Popen([CACT, "worker"], env=env, cwd=tmp_path, stderr=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, text=True, start_new_session=True)
         try:

@@ -4,6 +4,7 @@ alone, so a bug keeps its traceback (streams/errors.py)."""
 from __future__ import annotations
 
 import errno
+import secrets
 import socket
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ from sinks.siasn_client import SiasnConfig
 from streams import errors
 from streams.cli import app, worker_banner
 from streams.errors import CliError
+
+#: Credentials made up per run: what the masking must hide (never a literal in the repo).
+FAKE_SECRET = secrets.token_hex(8)
+FAKE_PASSWORD = secrets.token_hex(8)
 
 
 def invalid(model: type[BaseModel], **values: Any) -> ValidationError:
@@ -71,8 +76,8 @@ def test_kafka_settings_default_to_their_usual_name() -> None:
 def test_secret_values_are_never_shown() -> None:
     [line] = errors.settings_lines(invalid(Settings, kafka_sasl_password=987654), Settings, environ={})
     assert line == "invalid setting KAFKA_SASL_PASSWORD=***: must be text" and "987654" not in line
-    config = dict(consumer_key="k", consumer_secret="s3cr3t", sso_client_id="c", sso_username="u",
-                  sso_password="hunter2", timeout_s="-1")
+    config = dict(consumer_key="k", consumer_secret=f"{FAKE_SECRET}", sso_client_id="c", sso_username="u",
+                  sso_password=f"{FAKE_PASSWORD}", timeout_s="-1")
     error = errors.describe(invalid(SiasnConfig, **config))
     assert error is not None and error.code == errors.EXIT_CONFIG
     assert error.message == "invalid setting CACT_SIASN_TIMEOUT_S=***: must be a number greater than 0"
@@ -98,10 +103,10 @@ def test_settings_errors_exit_2_and_other_validation_errors_are_not_ours() -> No
 # ---- the results store --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("url", "shown"), [
-    ("postgresql+psycopg://cact:s3cr3t@db:5432/cact", "postgresql+psycopg://cact:***@db:5432/cact"),
+    (f"postgresql+psycopg://cact:{FAKE_SECRET}@db:5432/cact", "postgresql+psycopg://cact:***@db:5432/cact"),
     ("postgresql://cact:p@ss:w@rd@db/cact", "postgresql://cact:***@db/cact"),
-    ("postgresql+psycopg://db/cact?user=cact&password=s3cr3t", "postgresql+psycopg://db/cact?user=cact&password=***"),
-    ("not a url :s3cr3t@", "not a url :s3cr3t@"),
+    (f"postgresql+psycopg://db/cact?user=cact&password={FAKE_SECRET}", "postgresql+psycopg://db/cact?user=cact&password=***"),
+    (f"not a url :{FAKE_SECRET}@", f"not a url :{FAKE_SECRET}@"),
     ("sqlite:///.cact/results.db", "sqlite:///.cact/results.db"),
 ])
 def test_urls_lose_their_password(url: str, shown: str) -> None:
@@ -111,17 +116,17 @@ def test_urls_lose_their_password(url: str, shown: str) -> None:
 @pytest.mark.parametrize(("url", "says"), [
     ("nonsense://x", "invalid setting CACT_DATABASE_URL=nonsense://x: unknown database kind 'nonsense'"),
     ("nonsense", "invalid setting CACT_DATABASE_URL=nonsense: not a database URL"),
-    ("mysql+pymysql://u:s3cr3t@h/x", "invalid setting CACT_DATABASE_URL='mysql+pymysql://u:***@h/x': the results "
+    (f"mysql+pymysql://u:{FAKE_SECRET}@h/x", "invalid setting CACT_DATABASE_URL='mysql+pymysql://u:***@h/x': the results "
                                      "store is PostgreSQL or SQLite, not mysql"),
 ])
 def test_an_unusable_database_url_is_refused_without_connecting(url: str, says: str) -> None:
     with pytest.raises(CliError) as caught:
         errors.check_database_url(url)
     assert caught.value.code == 2 and caught.value.message.startswith(says)
-    assert "s3cr3t" not in caught.value.message and "\n" not in caught.value.message
+    assert f"{FAKE_SECRET}" not in caught.value.message and "\n" not in caught.value.message
 
 
-@pytest.mark.parametrize("url", ["postgresql+psycopg://u:s3cr3t@127.0.0.1:1/x", "sqlite:////nowhere/results.db"])
+@pytest.mark.parametrize("url", [f"postgresql+psycopg://u:{FAKE_SECRET}@127.0.0.1:1/x", "sqlite:////nowhere/results.db"])
 def test_a_usable_url_passes_even_when_nothing_answers_there(url: str) -> None:
     errors.check_database_url(url)  # the worker and the sink wait for a database that is down
 
@@ -130,7 +135,7 @@ def test_an_unreachable_store_names_the_masked_url_the_variable_and_the_driver_r
     driver = Exception('connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused\n'
                        "\tIs the server running on that host and accepting TCP/IP connections?")
     exc = OperationalError("SELECT 1", {}, driver)
-    error = errors.database_unreachable("postgresql+psycopg://cact:s3cr3t@127.0.0.1:1/x", exc)
+    error = errors.database_unreachable(f"postgresql+psycopg://cact:{FAKE_SECRET}@127.0.0.1:1/x", exc)
     assert error.code == errors.EXIT_UNAVAILABLE
     assert error.message == (
         "results store unavailable at postgresql+psycopg://cact:***@127.0.0.1:1/x (CACT_DATABASE_URL): connection "
@@ -159,7 +164,7 @@ def test_the_embedded_broker_is_expected_where_its_variables_say() -> None:
 
 def test_each_bootstrap_server_says_why_and_security_failures_name_the_security_settings() -> None:
     settings = Settings(kafka_bootstrap_servers="a:9092,b:9092", kafka_security_protocol="SASL_SSL",
-                        kafka_sasl_username="lab", kafka_sasl_password="s3cr3t")
+                        kafka_sasl_username="lab", kafka_sasl_password=f"{FAKE_SECRET}")
     failures: list[tuple[str, BaseException]] = [("a:9092", socket.gaierror(-2, "Name or service not known")),
                                                  ("b:9092", ke.SaslAuthenticationFailed("bad credentials"))]
     message = errors.kafka_unreachable(settings, failures, 5, environ={}).message
@@ -167,7 +172,7 @@ def test_each_bootstrap_server_says_why_and_security_failures_name_the_security_
                               "found (Name or service not known); b:9092: SASL login refused")
     assert message.endswith("check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and "
                             "KAFKA_SASL_PASSWORD")
-    assert "s3cr3t" not in message
+    assert f"{FAKE_SECRET}" not in message
     tls = Settings(kafka_bootstrap_servers="a:9093", kafka_security_protocol="SSL")
     message = errors.kafka_unreachable(tls, [("a:9093", TimeoutError())], 5, environ={}).message
     assert "no answer within 5 s" in message and "KAFKA_SECURITY_PROTOCOL" in message and "KAFKA_SSL_CAFILE" in message
@@ -215,7 +220,7 @@ def test_a_port_held_here_is_in_use_and_a_port_out_of_range_is_invalid() -> None
 
 def test_the_worker_says_where_its_pages_kafka_and_store_are_without_the_password() -> None:
     settings = Settings(worker_web_host="127.0.0.1", worker_web_port=6070, kafka_bootstrap_servers="k:9092",
-                        database_url="postgresql+psycopg://cact:s3cr3t@db:5432/cact")
+                        database_url=f"postgresql+psycopg://cact:{FAKE_SECRET}@db:5432/cact")
     lines = worker_banner(settings)
     assert lines[0] == ("cact worker: operator page http://127.0.0.1:6070/operator, attendance "
                         "http://127.0.0.1:6070/attendance.json (both need CACT_OPERATOR_TOKEN or _FILE, unset: "
@@ -224,7 +229,7 @@ def test_the_worker_says_where_its_pages_kafka_and_store_are_without_the_passwor
     assert "(both need the operator token)" in with_token[0] and "x" * 20 not in "".join(with_token)
     assert lines[1].strip().startswith("Kafka: k:9092 (")
     assert "postgresql+psycopg://cact:***@db:5432/cact (CACT_DATABASE_URL)" in lines[2]
-    assert "s3cr3t" not in "".join(lines) and len(lines) == 3
+    assert f"{FAKE_SECRET}" not in "".join(lines) and len(lines) == 3
     everywhere = worker_banner(settings.model_copy(update={"worker_web_host": "0.0.0.0"}))
     assert f"http://{socket.gethostname()}:6070/operator" in everywhere[0]
 
