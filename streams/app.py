@@ -35,7 +35,7 @@ from streams.broker_watch import BrokerWatch
 from streams.intake import Chunk, Intake
 from streams.kafka import end_offsets, faust_broker_kwargs
 from streams.metrics import AttendanceCollector, OutboxCollector
-from streams.processor import AttendancePolicy, LabTrust, SessionProcessor, StateLimits
+from streams.processor import AttendancePolicy, LabTrust, SessionProcessor, StateLimits, held_events
 from streams.scoring import ScoringPolicy
 from streams.state import TableOverlay
 
@@ -261,7 +261,7 @@ def create_app(settings: Settings) -> faust.App:
             await watch.check()
             metrics.STATE_KEYS.labels(table="sessions").set(len(sessions))
             metrics.STATE_KEYS.labels(table="participants").set(len(participants))
-            metrics.HELD_EVENTS.set(sum(v.get("held", 0) for k, v in sessions.items() if k.startswith("#unscheduled/")))
+            metrics.HELD_EVENTS.set(held_events(sessions, map(str, range(settings.topic_partitions))))
         except Exception:  # a failed look must not stop the worker: the next tick tries again
             log.exception("broker check failed")
 

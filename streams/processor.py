@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Optional
@@ -80,6 +80,11 @@ class LabTrust:
 def _unscheduled_key(scope: str) -> str:
     """The state key listing a partition's sessions without a schedule ('#' is not allowed in session ids)."""
     return f"#unscheduled/{scope}"
+
+
+def held_events(sessions: MutableMapping[str, State], scopes: Iterable[str]) -> int:
+    """Lab events held for sessions without a schedule in these partitions (``StateLimits.held_events``)."""
+    return sum((sessions.get(_unscheduled_key(scope)) or {}).get("held", 0) for scope in scopes)
 
 
 def participant_key(session_id: str, nip: str) -> str:
@@ -276,14 +281,34 @@ class SessionProcessor:
         registry = self.sessions[key]
         registry["held"] = held + 1
         self.sessions[key] = registry
-        s.setdefault("held", []).append({"event": event.model_dump(mode="json"), "position": list(self.position)})
+        # Kept with the participant it is about (a session's early answer sheets together outgrow one state
+        # record, which must fit in one changelog message); the session keeps the order they came in.
+        seq = s.get("held_seq", 0)
+        s["held_seq"] = seq + 1
+        item = {"seq": seq, "event": event.model_dump(mode="json"), "position": list(self.position)}
+        nip = getattr(event.payload, "nip", None)
+        if nip is None:
+            s.setdefault("held", []).append(item)
+        else:
+            part = self._participant(session_id, nip)
+            part.setdefault("held", []).append(item)
+            self.participants[participant_key(session_id, nip)] = part
+            if nip not in s.setdefault("held_nips", []):
+                s["held_nips"].append(nip)
         self.sessions[session_id] = s
 
     def _release(self, session_id: str, s: State) -> None:
         """The schedule is known: judge and apply the held events in the order they came."""
-        held = s.pop("held", None)
+        held = s.pop("held", [])
+        for nip in s.pop("held_nips", []):
+            key = participant_key(session_id, nip)
+            part = self.participants[key]
+            held += part.pop("held", [])
+            self.participants[key] = part
+        s.pop("held_seq", None)
         if not held:
             return
+        held.sort(key=lambda item: item["seq"])  # in the order they came
         key = _unscheduled_key(self.scope)
         registry = self.sessions.get(key)
         if registry is not None:

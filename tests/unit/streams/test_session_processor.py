@@ -14,7 +14,7 @@ from schemas import events as ev
 from schemas.blueprint import BlueprintRegistry
 from schemas.decode import Reason, Rejected, decode_event
 from schemas.domain import AttendanceStatus as St
-from streams.processor import AttendancePolicy, SessionProcessor
+from streams.processor import AttendancePolicy, SessionProcessor, held_events
 from streams.scoring import ScoringPolicy
 
 WITA = timezone(timedelta(hours=8))
@@ -374,6 +374,7 @@ def test_held_events_are_capped_per_partition(registry: BlueprintRegistry) -> No
     elsewhere = ev.new_event(ev.ParticipantCheckedIn, lab_id="kanreg-iv-makassar", occurred_at=START,
                              payload={"session_id": "S3", "nip": NIP_A})
     assert refused(p, elsewhere) == Reason.STATE_LIMIT  # and takes no unscheduled-session slot either
+    assert held_events(p.sessions, ["0", "1"]) == 2
     run(p, [session()])  # released: room again
     assert run(p, [ev.new_event(ev.ParticipantCheckedIn, lab_id="kanreg-iv-makassar", occurred_at=START,
                                 payload={"session_id": "S2", "nip": NIP_A})]) == []

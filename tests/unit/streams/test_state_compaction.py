@@ -94,7 +94,8 @@ def test_a_sheet_that_arrives_before_its_schedule_is_held_then_packed_and_scores
     lab, plan = [at(ev.ParticipantCheckedIn, 0, nip=NIP), submitted(answers)], schedule()
     early, late = SessionProcessor(registry, ScoringPolicy(), {}, {}), SessionProcessor(registry, ScoringPolicy(), {}, {})
     before = run(early, lab)
-    assert before == [] and not early.participants  # held, unapplied, until the schedule says whose it is
+    assert before == []  # held, unapplied, until the schedule says whose it is
+    assert all(not v["sheets"] and v["checkin"] is None for v in early.participants.values())
     first = [o for o in before + run(early, plan) if isinstance(o, ev.ParticipantScored)]
     second = [o for o in run(late, plan + lab) if isinstance(o, ev.ParticipantScored)]
     assert participant(early)["sheets"]["mansoskul"] == participant(late)["sheets"]["mansoskul"]
