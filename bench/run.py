@@ -157,7 +157,7 @@ def domain_only(settings: Settings, day: BenchDay, messages: Sequence[Message], 
     keys = {s.session_id for s in day.sessions[: max(1, sample // 30)]}
     chosen = [m for m in messages if m[1] in keys]
     participants = sum(len(s.sittings) for s in day.sessions if s.session_id in keys)
-    processor = SessionProcessor(BlueprintRegistry.from_dir(settings.blueprint_dir),
+    processor = SessionProcessor(BlueprintRegistry.from_settings(settings),
                                  ScoringPolicy.load(settings.scoring_policy), {}, {})
     started = time.process_time()
     for topic, _key, value in chosen:

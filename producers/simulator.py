@@ -4,9 +4,11 @@ Built from the 2024 figures in domain.md §2 (``producers/exam_network.py``): ce
 participants) and regional IKN partners, the BKN head office and 14 Kanreg labs in WIB, WITA and WIT,
 morning and afternoon sessions with seats, about 88% attendance, *susulan* into another agency's session,
 full and Mansoskul-only blueprints, answers that follow the participant's ability, autosaves every few
-minutes, check-ins spread before the window closes and a few time-outs. Everything is drawn from one seeded
-RNG, so ``--seed`` reproduces a day exactly; faults are drawn from a second one, so a day with faults is the
-same day as without them, only delivered differently. Delivery itself is ``producers/daysender.py``.
+minutes, check-ins spread before the window closes and a few time-outs; on request, attendees who answer
+nothing and sessions run by an accredited institution instead of BKN. Everything is drawn from one seeded
+RNG, so ``--seed`` reproduces a day exactly; faults and blank sheets are drawn from RNGs of their own, so a
+day with them is the same day as without them, only delivered differently (or with those sheets blank).
+Delivery itself is ``producers/daysender.py``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class SimConfig:
     central_share: float = CENTRAL_SHARE_2024  # of sessions (so of participants) from central agencies
     pppk_share: float = 0.1  # contract employees (PPPK NIP layout)
     autosave_minutes: float = 15.0  # a lab saves the answers given since the last autosave this often
+    # ---- evidence and accreditation (what the truth expects of each result: docs/simulator.md) -----------
+    blank_sheets: int = 0  # attendees who check in and answer nothing: half submit blank sheets, half walk out
+    organisers: Mapping[str, str] = field(default_factory=dict)  # agency_id → organiser_id on its sessions
     # ---- delivery faults (producers/daysender.py applies them; the truth never changes) ------------------
     offline_labs: tuple[str, ...] = ()  # these labs lose their network for offline_minutes from offline_at
     offline_minutes: float = 30.0
@@ -76,7 +81,7 @@ class SimConfig:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(day=self.day.isoformat(), offline_at=self.offline_at.isoformat(), offline_labs=list(self.offline_labs),
-                   clock_skew=dict(self.clock_skew))
+                   clock_skew=dict(self.clock_skew), organisers=dict(self.organisers))
         return out
 
 
@@ -165,6 +170,10 @@ def build_day(cfg: SimConfig, registry: BlueprintRegistry,
     unknown = (set(cfg.offline_labs) | set(cfg.clock_skew)) - set(LAB_BY_ID)
     if unknown:
         raise ValueError(f"unknown lab(s) {', '.join(sorted(unknown))}; labs are {', '.join(LAB_BY_ID)}")
+    strangers = set(cfg.organisers) - set(AGENCY_BY_ID)
+    if strangers:
+        raise ValueError(f"organisers name unknown agency(ies) {', '.join(sorted(strangers))}; agencies are in "
+                         "producers/exam_network.py")
     rng = random.Random(cfg.seed)
     uid = lambda: uuid.UUID(int=rng.getrandbits(128), version=4)  # noqa: E731 - reproducible event ids
     schedule: list[ev.Event] = []
@@ -191,14 +200,16 @@ def build_day(cfg: SimConfig, registry: BlueprintRegistry,
         closes = start + timedelta(minutes=CHECKIN_MINUTES)
         minutes = sum(SECTION_MINUTES[s] for s in blueprint.section_names)
         ends = closes + timedelta(minutes=minutes + WRAP_UP_MINUTES)
+        organiser = cfg.organisers.get(agency.agency_id)
         plan = plans[session_id] = SessionPlan(session_id, site.lab_id, agency.agency_id, agency.name, agency.central,
-                                               activity_id, blueprint_id, purpose, start, closes, ends, cfg.seats)
+                                               activity_id, blueprint_id, purpose, start, closes, ends, cfg.seats,
+                                               organiser)
         eve = start - timedelta(days=1)
         # Sent by BKN's scheduler, naming the lab that hosts the session (only that lab may speak for it).
         schedule.append(ev.new_event(ev.SessionScheduled, lab_id=SCHEDULER_ID, occurred_at=eve, event_id=uid(), payload={
             "session_id": session_id, "lab_id": site.lab_id, "activity_id": activity_id, "agency_id": agency.agency_id,
             "agency_name": agency.name, "starts_at": start, "checkin_closes_at": closes, "ends_at": ends,
-            "blueprint_id": blueprint_id, "purpose": purpose, "seats": cfg.seats}))
+            "blueprint_id": blueprint_id, "purpose": purpose, "seats": cfg.seats, "organiser_id": organiser}))
         for _ in range(min(cfg.seats, cfg.participants - s_index * cfg.seats)):
             serial += 1
             nip = make_nip(rng, serial, pppk=rng.random() < cfg.pppk_share)
@@ -240,10 +251,14 @@ def build_day(cfg: SimConfig, registry: BlueprintRegistry,
 
     silent = {p.session_id for p in list(plans.values())[len(plans) - cfg.silent_sessions:]} if cfg.silent_sessions else set()
     late = set(rng.sample(range(len(sittings)), min(cfg.late_checkins, len(sittings))))
+    blank = _blank_sittings(cfg, sittings, silent)
     for n, (tp, plan) in enumerate(sittings):
         if n in late and plan.session_id not in silent:
             tp.late = True
-        lab.extend(_sitting(rng, uid, cfg, tp, plan, blueprints[plan.blueprint_id]))
+        events = _sitting(rng, uid, cfg, tp, plan, blueprints[plan.blueprint_id])
+        if n in blank:
+            events = _blanked(tp, events, walk_out=blank[n])
+        lab.extend(events)
         if progress is not None and (n % 200 == 0 or n == len(sittings) - 1):
             progress(n + 1, len(sittings))
     lab = [e for e in lab if e.payload.session_id not in silent or e.occurred_at < plans[e.payload.session_id].checkin_closes_at]
@@ -286,7 +301,11 @@ def _sitting(rng: random.Random, uid: Any, cfg: SimConfig, tp: TruthParticipant,
     autosaves every ``autosave_minutes`` with the answers given since the last one, and the final sheet."""
     out: list[ev.Event] = []
     session_id, lab_id, nip = plan.session_id, plan.lab_id, tp.nip
-    tp.blueprint_id, tp.purpose = plan.blueprint_id, plan.purpose  # a susulan sits the host session's test
+    # A susulan sits the host session's test, run by its organiser; the result stays theirs, filed at home
+    # and categorised by their home purpose (tp.purpose is left alone).
+    tp.blueprint_id, tp.organiser_id = plan.blueprint_id, plan.organiser_id
+    if plan.activity_id != tp.activity_id:
+        tp.host_activity_id, tp.host_agency_id = plan.activity_id, plan.agency_id
     ability = rng.gauss(0, 1)
     opens = plan.starts_at - timedelta(minutes=CHECKIN_OPENS_MINUTES)
     window = (plan.checkin_closes_at - opens).total_seconds()
@@ -336,6 +355,40 @@ def _sitting(rng: random.Random, uid: Any, cfg: SimConfig, tp: TruthParticipant,
             "session_id": session_id, "nip": nip, "section": section, "completion": tp.completion[section],
             "answers": [{"item_id": k, "option": v} for k, v in items]}))
         t = done + timedelta(seconds=rng.uniform(20, 90))
+    return out
+
+
+def _blank_sittings(cfg: SimConfig, sittings: list[tuple[TruthParticipant, SessionPlan]],
+                    silent: set[str]) -> dict[int, bool]:
+    """Which sittings answer nothing (index → walks out), from an RNG of their own, so the rest of the day is
+    the same day: among sessions whose lab is heard to the end, alternately a blank sheet and a walk-out."""
+    if cfg.blank_sheets <= 0:
+        return {}
+    heard = [n for n, (_, plan) in enumerate(sittings) if plan.session_id not in silent]
+    chosen = sorted(random.Random(f"{cfg.seed}/blank").sample(heard, min(cfg.blank_sheets, len(heard))))
+    return {n: bool(i % 2) for i, n in enumerate(chosen)}
+
+
+def _blanked(tp: TruthParticipant, events: list[ev.Event], *, walk_out: bool) -> list[ev.Event]:
+    """The same sitting with nothing answered. A blank sheet: every section started and its sheet submitted
+    when it would have been, every item blank, no autosave (there was nothing to save). A walk-out: checked
+    in, opened the first section and left: no sheet and no autosave anywhere (``not_started``)."""
+    tp.blank = True
+    tp.sheets = {sec: dict.fromkeys(sheet) for sec, sheet in tp.sheets.items()}
+    if walk_out:
+        tp.completion = dict.fromkeys(tp.completion, "not_started")
+        first = next(e for e in events if isinstance(e, ev.SectionStarted))
+        return [e for e in events if isinstance(e, ev.ParticipantCheckedIn) or e is first]
+    out: list[ev.Event] = []
+    for e in events:
+        if isinstance(e, ev.SectionSubmitted):
+            p = e.payload
+            e = ev.new_event(ev.SectionSubmitted, lab_id=e.lab_id, occurred_at=e.occurred_at, event_id=e.event_id,
+                             payload={"session_id": p.session_id, "nip": p.nip, "section": p.section,
+                                      "completion": p.completion,
+                                      "answers": [{"item_id": k, "option": None} for k in tp.sheets[p.section]]})
+        if not isinstance(e, ev.AnswersSaved):
+            out.append(e)
     return out
 
 

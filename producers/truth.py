@@ -2,8 +2,10 @@
 
 The truth is what really happened in the labs, independent of how the events travelled: who was scheduled
 where, who attended (or was moved, *susulan*, and attended there), each participant's final answer sheets,
-and which injected messages must end as dead letters, with their reason. Delivery faults (an offline lab,
-clock skew, duplicate sends) never change it: the pipeline must arrive at the same numbers anyway.
+who ran each session, and which injected messages must end as dead letters, with their reason. Delivery
+faults (an offline lab, clock skew, duplicate sends) never change it: the pipeline must arrive at the same
+numbers anyway. It records facts, not rules: whether a result counts (evidence, accreditation) is judged
+from these facts by the tests' own re-implementation of the rules (tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -20,26 +22,42 @@ import orjson
 from schemas.domain import AttendanceStatus as St
 from schemas.domain import PositionTier, Purpose, Section
 
-FORMAT = "cact-simulated-day/1"
+#: /2: a participant's ``purpose`` is their home activity's (a susulan's result is categorised by it, not by the
+#: host's); ``host_activity_id``, ``host_agency_id``, ``organiser_id``, ``blank`` and ``SessionPlan.organiser_id``.
+FORMAT = "cact-simulated-day/2"
 
 
 @dataclass
 class TruthParticipant:
+    """One scheduled person. ``session_id``, ``activity_id``, ``agency_id`` and ``purpose`` are always their
+    home session's: a susulan's result is filed there and categorised by that purpose. What they sat is
+    ``scored_session``, with its ``blueprint_id``, ``organiser_id`` and, when it belongs to another activity,
+    ``host_activity_id`` / ``host_agency_id``."""
+
     session_id: str
     nip: str
     attended: bool
+    #: The blueprint of the test they sat (a susulan: the host session's; nobody sat: the home session's).
     blueprint_id: str
     tier: PositionTier
     purpose: Purpose
     activity_id: str
     agency_id: str
     sheets: dict[Section, dict[str, str | None]] = field(default_factory=dict)
+    #: ``submitted`` / ``timed_out`` (a sheet), ``not_started`` (no sheet and no autosave: a walk-out).
     completion: dict[Section, str] = field(default_factory=dict)
     rescheduled_to: str | None = None
     attended_susulan: bool = False
     late: bool = False
     #: When they really checked in (the lab's true local time), in the session they sat.
     checked_in_at: datetime | None = None
+    #: Set when they sat a session of another activity (a susulan): that session's activity and agency.
+    host_activity_id: str | None = None
+    host_agency_id: str | None = None
+    #: Who ran the session they sat (accreditation registry id); None: BKN itself.
+    organiser_id: str | None = None
+    #: Checked in and answered nothing (``SimConfig.blank_sheets``).
+    blank: bool = False
 
     @property
     def attended_anywhere(self) -> bool:
@@ -48,6 +66,10 @@ class TruthParticipant:
     @property
     def scored_session(self) -> str:
         return self.rescheduled_to if self.attended_susulan and self.rescheduled_to else self.session_id
+
+    def answered(self, section: Section) -> int:
+        """Items of the section with an option chosen on the final sheet (or the last autosave)."""
+        return sum(v is not None for v in self.sheets.get(section, {}).values())
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -77,6 +99,8 @@ class SessionPlan:
     checkin_closes_at: datetime
     ends_at: datetime
     seats: int
+    #: The institution running the session (``SessionScheduled.organiser_id``); None: BKN itself.
+    organiser_id: str | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "SessionPlan":
@@ -185,6 +209,7 @@ class GroundTruth:
             "deadletters": [asdict(d) for d in self.deadletters],
             "expected": {"scheduled": self.scheduled, "attended": self.attended,
                          "no_shows": self.scheduled - self.attended, "results": len(self.results()),
+                         "blank_sheets": sum(t.blank for t in self.results().values()),
                          "deadletters_by_reason": dict(sorted(self.deadletter_reasons().items()))},
         }
 

@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.domain import POTENTIAL_FIELDS, Competency, Section
+
+if TYPE_CHECKING:
+    from schemas.settings import Settings
 
 Levels = Annotated[list[float], Field(min_length=5, max_length=5)]
 
@@ -223,10 +226,17 @@ class BlueprintRegistry:
 
     Several versions of one blueprint may be loaded at once: a corrected key is a new version, and results
     are rescored against it explicitly (``cact rescore``) while new sessions use the latest version.
+
+    Two folders feed it: the blueprint folder (``CACT_BLUEPRINT_DIR``, by default the shipped samples, which
+    nobody should write into) and the corrections folder (``CACT_BLUEPRINT_CORRECTIONS_DIR``), where
+    ``cact rescore`` installs corrected versions, so a correction never needs a custom blueprint folder.
     """
 
-    def __init__(self, blueprints: list[Blueprint], folder: Path | None = None):
+    def __init__(self, blueprints: list[Blueprint], folder: Path | None = None, corrections: Path | None = None,
+                 sources: Mapping[tuple[str, str], Path] | None = None):
         self.folder = folder
+        self.corrections = corrections
+        self._sources = dict(sources or {})
         self._by_key: dict[tuple[str, str], Blueprint] = {}
         for bp in blueprints:
             if (bp.blueprint_id, bp.version) in self._by_key:
@@ -253,15 +263,50 @@ class BlueprintRegistry:
 
     @classmethod
     def from_dir(cls, folder: Path | None = None) -> "BlueprintRegistry":
+        return cls.from_dirs(folder, None)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "BlueprintRegistry":
+        """What every worker loads: ``CACT_BLUEPRINT_DIR`` (else the samples) and the corrections folder."""
+        return cls.from_dirs(settings.blueprint_dir, settings.blueprint_corrections_dir)
+
+    @classmethod
+    def from_dirs(cls, folder: Path | None, corrections: Path | None) -> "BlueprintRegistry":
+        """The blueprint folder, which must hold blueprints, and the corrections folder, which may be absent
+        or empty (no correction yet). One id and version in two files is fine when both say the same, and
+        refused when they differ: which key a result was scored with must never depend on file order."""
         folder = folder or SAMPLE_DIR
         files = sorted(folder.glob("*.json"))
         if not files:
             raise BlueprintError(f"{folder}: no blueprint files (*.json)")
-        return cls([load_blueprint(f) for f in files], folder)
+        if corrections is not None and corrections.exists():
+            if not corrections.is_dir():
+                raise BlueprintError(f"{corrections}: not a folder (CACT_BLUEPRINT_CORRECTIONS_DIR)")
+            if corrections.resolve() != folder.resolve():
+                files += sorted(corrections.glob("*.json"))
+        blueprints: list[Blueprint] = []
+        sources: dict[tuple[str, str], Path] = {}
+        for path in files:
+            bp = load_blueprint(path)
+            key = (bp.blueprint_id, bp.version)
+            if key in sources:
+                first = next(b for b in blueprints if (b.blueprint_id, b.version) == key)
+                if first != bp:
+                    raise BlueprintError(f"blueprint {bp.blueprint_id} version {bp.version} is in {sources[key]} and "
+                                         f"in {path} with different content: remove one, or give the corrected one "
+                                         "a new version")
+                continue
+            sources[key] = path
+            blueprints.append(bp)
+        return cls(blueprints, folder, corrections, sources)
 
     def reload(self) -> "BlueprintRegistry":
-        """A fresh registry from the same folder: a corrected key added while the worker runs."""
-        return BlueprintRegistry.from_dir(self.folder)
+        """A fresh registry from the same folders: a corrected key installed while the worker runs."""
+        return BlueprintRegistry.from_dirs(self.folder, self.corrections)
+
+    def source_of(self, blueprint_id: str, version: str) -> Path | None:
+        """The file a loaded version came from (None for a registry built from objects)."""
+        return self._sources.get((blueprint_id, version))
 
     def get(self, blueprint_id: str, version: str | None = None) -> Blueprint | None:
         if version is None:

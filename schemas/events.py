@@ -292,6 +292,9 @@ class SessionScheduledPayload(_Model):
     blueprint_id: Id = Field(description="Test blueprint, e.g. `cact-full` or `mansoskul-only`.")
     purpose: PurposeChoice
     seats: Int(1, 10_000) | None = None
+    organiser_id: Id | None = Field(
+        default=None, description="The institution that runs the session, by its id in the accreditation registry "
+        "(docs/accreditation.md); absent: BKN itself (head office, a regional office or a technical unit).")
 
     @model_validator(mode="after")
     def _ordered(self) -> "SessionScheduledPayload":
@@ -313,6 +316,15 @@ class ParticipantScheduledPayload(_Model):
     )
     home_agency_id: Id | None = Field(default=None, description="With rescheduled_from: the agency the participant belongs to.")
     home_activity_id: Id | None = Field(default=None, description="With rescheduled_from: the activity the participant belongs to.")
+    home_purpose: PurposeChoice | None = Field(
+        default=None, description="With home_activity_id (required with it): the purpose of the participant's home "
+        "activity, which selects the category set of their result.")
+
+    @model_validator(mode="after")
+    def _home_whole(self) -> "ParticipantScheduledPayload":
+        if self.home_activity_id is not None and (self.home_agency_id is None or self.home_purpose is None):
+            raise ValueError("home_activity_id needs home_agency_id and home_purpose")
+        return self
 
 
 class ParticipantRescheduledPayload(_Model):
@@ -483,7 +495,9 @@ class SectionScore(_Model):
     level: Int(1, 5)
     answered: Int(0)
     items: Int(0)
-    completion: Literal["submitted", "timed_out", "autosave"]
+    completion: Literal["submitted", "timed_out", "autosave", "not_started"] = Field(
+        description="`submitted` or `timed_out` (a sheet), `autosave` (scored from the latest autosaved answers at "
+        "session close), `not_started` (neither: every item blank).")
     subtests: dict[str, SubtestScore] = Field(default_factory=dict, description="Score and level per sub-test.")
 
 
@@ -498,14 +512,28 @@ class PotentialScores(_Model):
     total: Number = Field(ge=0, le=100)
 
 
+Standing = Literal["counted", "incomplete", "not_recognised"]
+
+
 class ParticipantScoredPayload(_Model):
-    result_id: Uuid = Field(description="Stable per (NIP, activity): all versions share it.")
+    result_id: Uuid = Field(description="Stable per (NIP, home activity): all versions share it.")
     result_version: Int(1) = Field(description="Increases when the result is recomputed (resubmission, rescoring).")
     nip: NIP
-    activity_id: Id
-    session_id: Id
-    agency_id: Id
-    purpose: PurposeChoice
+    activity_id: Id = Field(description="The participant's home activity, where the result is filed (for a susulan: "
+                            "not the activity of the session it was sat in, see host_activity_id).")
+    session_id: Id = Field(description="The session the test was sat in (for a susulan: the host session).")
+    agency_id: Id = Field(description="The participant's home agency.")
+    purpose: PurposeChoice = Field(description="The purpose of the home activity: selects the category set.")
+    host_activity_id: Id | None = Field(default=None, description="Set for a susulan only: the activity of the "
+                                        "host session the test was sat in.")
+    host_agency_id: Id | None = Field(default=None, description="Set for a susulan only: the agency of the host session.")
+    organiser_id: Id | None = Field(default=None, description="The institution that ran the session (accreditation "
+                                    "registry id); absent: BKN itself.")
+    standing: Standing = Field(default="counted", description="`counted`: goes to SI ASN; `incomplete`: too little "
+                               "evidence, held until an operator releases or voids it; `not_recognised`: the "
+                               "organiser was not accredited for this test date or tier, never sent.")
+    standing_detail: str | None = Field(default=None, max_length=500, pattern=NO_CONTROL,
+                                        description="Why the result is not counted, for operators.")
     position_tier: TierChoice
     blueprint_id: Id
     blueprint_version: str = Field(min_length=1, max_length=32, pattern=NO_CONTROL)
@@ -558,6 +586,12 @@ class SessionSummaryPayload(_Model):
     no_show_rate: Number = Field(ge=0, le=1)
     final: Flag = Field(description="True once the check-in window has closed.")
     revision: Int(0) = Field(default=0, description="Facts known about the session; stores keep the highest.")
+    agency_name: str = Field(default="", max_length=200, pattern=NO_CONTROL)
+    organiser_id: Id | None = Field(default=None, description="The institution running the session; absent: BKN.")
+    accreditation_warning: str | None = Field(
+        default=None, max_length=500, pattern=NO_CONTROL,
+        description="Set when the organiser's accreditation expires within the warning period of the session, has "
+        "expired, or is unknown: results of an unaccredited session are not recognised.")
 
 
 #: Validation context of a message read from a topic (schemas/decode.py): checked, never repaired.

@@ -73,6 +73,11 @@ def _times_out_of_order(data: dict[str, Any]) -> bool:
     return not start <= close <= end
 
 
+def _home_partial(data: dict[str, Any]) -> bool:
+    p = _payload(data)
+    return p.get("home_activity_id") is not None and (p.get("home_agency_id") is None or p.get("home_purpose") is None)
+
+
 #: orjson's limit, and the decoder's: deeper JSON is refused before any schema is consulted.
 MAX_DEPTH = 1024
 
@@ -116,6 +121,10 @@ RULES: tuple[Rule, ...] = (
          "payload.starts_at <= payload.checkin_closes_at <= payload.ends_at, compared as instants (offsets "
          "applied, fractions beyond the microsecond ignored); otherwise invalid_field.",
          ("SessionScheduled",), (Reason.INVALID_FIELD,), _times_out_of_order),
+    Rule("susulan_home_whole",
+         "payload.home_activity_id, when given, comes with payload.home_agency_id and payload.home_purpose: a "
+         "result is filed under the home activity and categorised by its purpose; otherwise invalid_field.",
+         ("ParticipantScheduled",), (Reason.INVALID_FIELD,), _home_partial),
     Rule("key_is_key_field",
          "The record's Kafka key is the UTF-8 bytes of the key field named above; a valid event keyed otherwise "
          "is wrong_key.",

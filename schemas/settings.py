@@ -8,12 +8,15 @@ accepted without the prefix, because that is how Kafka deployments usually hand 
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.domain import PositionTier
 
 DEFAULT_HOME = Path(".cact")
 
@@ -155,6 +158,25 @@ class Settings(BaseSettings):
     scoring_policy: Path | None = Field(
         default=None, description="JSON file overriding standards, JPM formula, categories (docs/scoring.md)."
     )
+    blueprint_corrections_dir: Path = Field(
+        default=DEFAULT_HOME / "blueprints",
+        description="Corrected blueprint versions that `cact rescore` installs; workers load them beside "
+                    "CACT_BLUEPRINT_DIR (docs/scoring.md §8).")
+
+    # --- Accreditation (docs/accreditation.md) ---------------------------------------------------
+    accreditation_file: Path | None = Field(
+        default=None, description="The accredited-institution registry in use; default: the one `cact accreditation "
+                                  "import` installed (CACT_HOME/accreditation.csv), else the shipped 2024 registry.")
+    accreditation_category_tiers: dict[str, list[PositionTier]] = Field(
+        default_factory=lambda: {"A": list(PositionTier), "B": list(PositionTier)},
+        description="Position tiers each accreditation category may assess (JSON). The seeds do not say: the default "
+                    "is the widest reading, both categories every tier.")
+    accreditation_bkn_organisers: list[str] = Field(
+        default_factory=lambda: ["bkn", "bkn-*", "kanreg-*"],
+        description="Organiser ids (fnmatch patterns) that are BKN's own units (head office, regional offices, "
+                    "technical units), authorised without accreditation.")
+    accreditation_warn_days: int = Field(
+        default=90, ge=0, description="Warn when a session is scheduled this close to its organiser's expiry.")
 
     @property
     def bootstrap_servers(self) -> str:
@@ -176,9 +198,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env: dict[str, str] = {}
     for name, info in Settings.model_fields.items():
         value = getattr(settings, name)
-        if value is None or value == info.default:
+        if value is None or value == info.get_default(call_default_factory=True):
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
-        env[f"CACT_{name.upper()}"] = str(value)
+        env[f"CACT_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return env

@@ -30,6 +30,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
 RESULT_STATUSES = ("current", "superseded")
+#: Whether a result counts (schemas.events.Standing): only ``counted`` results are pushed to SI ASN unasked.
+RESULT_STANDINGS = ("counted", "incomplete", "not_recognised")
+#: ``pending`` → ``delivered`` | ``rejected``; ``superseded`` retired by a newer version; ``held`` waiting for an
+#: operator (an incomplete result), ``void`` withdrawn by one: neither is ever claimed by the pusher.
+OUTBOX_STATUSES = ("pending", "delivered", "rejected", "superseded", "held", "void")
+DECISION_ACTIONS = ("hold", "release", "void")
 
 
 def _now() -> datetime:
@@ -68,6 +74,7 @@ class Result(ResultKey, Base):
     __tablename__ = "results"
     __table_args__ = (
         CheckConstraint("status IN ('current', 'superseded')", name="ck_results_status"),
+        CheckConstraint("standing IN ('counted', 'incomplete', 'not_recognised')", name="ck_results_standing"),
     )
     result_id: Mapped[str] = mapped_column(String(36), index=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
@@ -86,6 +93,14 @@ class Result(ResultKey, Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
     status: Mapped[str] = mapped_column(String(16), default="current", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    #: Whether the version counts: ``incomplete`` is held back from SI ASN until an operator decides,
+    #: ``not_recognised`` (organiser not accredited) is never pushed. Rows older than the column are counted.
+    standing: Mapped[str] = mapped_column(String(16), default="counted", server_default="counted", index=True)
+    standing_detail: Mapped[str | None] = mapped_column(String(500))
+    #: Where a susulan was sat (``activity_id`` is the participant's home activity); null otherwise.
+    host_activity_id: Mapped[str | None] = mapped_column(String(64))
+    #: The institution that ran the session (accreditation registry id); null: BKN itself.
+    organiser_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class CompetencyResult(ResultKey, Base):
@@ -157,6 +172,13 @@ class SessionSummaryRow(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0)
     #: ``occurred_at`` of the summary event (UTC): a stale summary redelivered later must not win.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    agency_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    #: The institution running the session (accreditation registry id); null: BKN itself.
+    organiser_id: Mapped[str | None] = mapped_column(String(64))
+    accreditation_warning: Mapped[str | None] = mapped_column(String(500))
+    #: UTC offset of the payload's ``starts_at`` in minutes (420 WIB, 480 WITA, 540 WIT): the timestamp columns
+    #: keep only the instant, and operators read lab-local times.
+    utc_offset_minutes: Mapped[int | None] = mapped_column(Integer)
 
 
 class Participant(Base):
@@ -195,11 +217,16 @@ class DeadLetter(Base):
 class SiasnOutbox(Base):
     """A push to SI ASN, written in the same transaction as the result version it carries (transactional outbox).
 
-    ``pending`` until delivered or rejected; a pending push whose result has been superseded is retired
-    (``superseded``) so SI ASN only ever receives the latest result.
+    ``pending`` until delivered or rejected; a pending (or held) push whose result has been superseded is retired
+    (``superseded``) so SI ASN only ever receives the latest result. An incomplete result's pushes start ``held``
+    and wait for an operator (``release`` → pending, ``void`` → void); see sinks/siasn_holds.py.
     """
 
     __tablename__ = "siasn_outbox"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'delivered', 'rejected', 'superseded', 'held', 'void')", name="ck_siasn_outbox_status"),
+    )
     nip: Mapped[str] = mapped_column(String(18), primary_key=True)
     activity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     result_version: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -212,6 +239,30 @@ class SiasnOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SiasnDecision(Base):
+    """An operator's hold, release or void of one result version's pushes: who, when, why, and what it changed.
+
+    Append-only: the trail is the answer to "why did (or didn't) this result reach SI ASN".
+    """
+
+    __tablename__ = "siasn_decisions"
+    __table_args__ = (
+        CheckConstraint("action IN ('hold', 'release', 'void')", name="ck_siasn_decisions_action"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    nip: Mapped[str] = mapped_column(String(18), index=True)
+    activity_id: Mapped[str] = mapped_column(String(64), index=True)
+    result_version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    operator: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(500))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    #: The outbox status of the version's pushes before and after, e.g. ``held`` → ``pending``.
+    #: Comma-separated when the version's two pushes differed (``pending,rejected``).
+    previous_status: Mapped[str] = mapped_column(String(64))
+    new_status: Mapped[str] = mapped_column(String(16))
 
 
 class QuarantinedRow(Base):

@@ -127,15 +127,24 @@ class OutboxPusher:
 
 
 def outbox_status(store: ResultsStore, now: datetime | None = None) -> dict[str, Any]:
-    """Pending, delivered, rejected, superseded counts and the age of the oldest pending push."""
+    """Pushes per status (``held``: waiting for an operator, ``void``: withdrawn by one) and the age of the oldest
+    pending push. Held pushes are not a backlog: they wait for a decision, not for SI ASN."""
     o = m.SiasnOutbox
     now = now or _now()
     with Session(store.engine) as s:
         counts = dict(s.execute(select(o.status, func.count()).group_by(o.status)).all())
         oldest = _aware(s.scalar(select(func.min(o.created_at)).where(o.status == "pending")))
-    return {"pending": counts.get("pending", 0), "delivered": counts.get("delivered", 0),
-            "rejected": counts.get("rejected", 0), "superseded": counts.get("superseded", 0),
+    return {**{status: counts.get(status, 0) for status in m.OUTBOX_STATUSES},
             "oldest_pending_age_s": round((now - oldest).total_seconds(), 1) if oldest else 0.0}
+
+
+def results_by_standing(store: ResultsStore) -> dict[str, int]:
+    """Current results per standing: how many count, wait for evidence, or were not recognised."""
+    r = m.Result
+    with Session(store.engine) as s:
+        counts = dict(s.execute(select(r.standing, func.count()).where(r.status == "current")
+                                .group_by(r.standing)).all())
+    return {standing: counts.get(standing, 0) for standing in m.RESULT_STANDINGS}
 
 
 def pushed_results(store: ResultsStore) -> int:

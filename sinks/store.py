@@ -53,6 +53,14 @@ log = logging.getLogger("cact.sink.store")
 #: Statuses of a participant who was, at some point, expected in the session (the no-show rate's denominator).
 SCHEDULED_STATUSES = (St.SCHEDULED, St.CHECKED_IN, St.NO_SHOW, St.RESCHEDULED)
 
+#: The status a result version's pushes are written in, by the version's standing (docs/siasn.md §2): a counted
+#: result goes out, an incomplete one waits for an operator's release or void, and a result whose organiser was
+#: not accredited gets no push at all, so no status change, release or retry can ever send it.
+PUSH_STATUS_OF_STANDING: dict[str, str | None] = {"counted": "pending", "incomplete": "held",
+                                                  "not_recognised": None}
+#: Pushes not sent yet, retired when their version is superseded (a rejected or void one stays as it was).
+RETIRABLE_PUSH_STATUSES = ("pending", "held")
+
 #: Builds the WHERE of ``ON CONFLICT DO UPDATE`` from the ``excluded`` (incoming) row's columns.
 ConflictGuard = Callable[[Any], ColumnElement[bool]]
 
@@ -60,7 +68,8 @@ _ATTENDANCE_COLS = ("activity_id", "agency_id", "lab_id", "status", "late", "res
                     "last_event_id", "updated_at", "revision")
 _SUMMARY_COLS = ("activity_id", "agency_id", "lab_id", "starts_at", "checkin_closes_at", "ends_at", "closed",
                  "closed_by_wall_clock", "scheduled", "checked_in", "no_show", "rescheduled", "unexpected",
-                 "no_show_rate", "final", "updated_at", "revision")
+                 "no_show_rate", "final", "updated_at", "revision", "agency_name", "organiser_id",
+                 "accreditation_warning", "utc_offset_minutes")
 _DEADLETTER_COLS = ("reason", "detail", "source_topic", "source_partition", "source_offset")
 
 
@@ -73,6 +82,12 @@ def _newer(table: Table, new: Any) -> ColumnElement[bool]:
 def _utc(at: datetime) -> datetime:
     """Stored in UTC: SQLite compares timestamps as text, and labs write in three offsets (WIB, WITA, WIT)."""
     return at.astimezone(UTC)
+
+
+def _offset_minutes(at: datetime) -> int | None:
+    """The UTC offset ``at`` was written with, in minutes (WIB 420, WITA 480, WIT 540): the lab's local zone."""
+    offset = at.utcoffset()
+    return None if offset is None else int(offset.total_seconds() // 60)
 
 
 def _json(value: Any) -> str:
@@ -425,11 +440,8 @@ class ResultsStore:
                          ["session_id", "nip"], _ATTENDANCE_COLS,
                          only_if=lambda new: _newer(att, new))
             summ = m.SessionSummaryRow.__table__
-            self._upsert(conn, summ, [
-                {**e.payload.model_dump(mode="python"), "starts_at": _utc(e.payload.starts_at),
-                 "checkin_closes_at": _utc(e.payload.checkin_closes_at), "ends_at": _utc(e.payload.ends_at),
-                 "updated_at": _utc(e.occurred_at)} for e in summaries.values()
-            ], ["session_id"], _SUMMARY_COLS, only_if=lambda new: _newer(summ, new))
+            self._upsert(conn, summ, [self._summary_row(e) for e in summaries.values()],
+                         ["session_id"], _SUMMARY_COLS, only_if=lambda new: _newer(summ, new))
             # No conflict target: a resent event (same event_id) and a reprocessed offset (same source position,
             # possibly a new event_id) are both duplicates, whichever unique constraint catches them.
             self._upsert(conn, m.DeadLetter.__table__, [
@@ -474,6 +486,13 @@ class ResultsStore:
                           t.c.position_tier.is_distinct_from(new.position_tier))))
 
     @staticmethod
+    def _summary_row(e: ev.SessionSummary) -> dict[str, Any]:
+        p = e.payload
+        return {**p.model_dump(mode="python"), "starts_at": _utc(p.starts_at),
+                "checkin_closes_at": _utc(p.checkin_closes_at), "ends_at": _utc(p.ends_at),
+                "updated_at": _utc(e.occurred_at), "utc_offset_minutes": _offset_minutes(p.starts_at)}
+
+    @staticmethod
     def _attendance_row(e: ev.AttendanceChanged) -> dict[str, Any]:
         p = e.payload
         return {"session_id": p.session_id, "nip": p.nip, "activity_id": p.activity_id, "agency_id": p.agency_id,
@@ -499,7 +518,8 @@ class ResultsStore:
                          "blueprint_version": p.blueprint_version, "jpm": p.jpm, "category": p.category,
                          "assessed_on": p.assessed_on, "valid_until": p.valid_until, "flags": payload["flags"],
                          "provenance": payload["provenance"], "payload": payload, "status": "current",
-                         "created_at": created_at})
+                         "created_at": created_at, "standing": p.standing, "standing_detail": p.standing_detail,
+                         "host_activity_id": p.host_activity_id, "organiser_id": p.organiser_id})
             comps += [{**key, "code": c.code.value, "siasn_field": c.siasn_field, "raw": c.raw, "level": c.level,
                        "standard": c.standard, "gap": c.gap} for c in p.competencies]
             secs += [{**key, "section": s.section.value, "score": s.score, "level": s.level, "answered": s.answered,
@@ -508,12 +528,15 @@ class ResultsStore:
         self._upsert(conn, m.CompetencyResult.__table__, comps, ["nip", "activity_id", "result_version", "code"])
         self._upsert(conn, m.SectionScore.__table__, secs, ["nip", "activity_id", "result_version", "section"])
         # The pushes to SI ASN, in the same transaction as the result: the nine levels (none without Mansoskul)
-        # and the potential profile (only when the blueprint defines one).
+        # and the potential profile (only when the blueprint defines one), in the status the result's standing
+        # gives them. A push that exists is never rewritten (DO NOTHING on its key): a replayed result must not
+        # undo an operator's release or void, nor a delivery.
         self._upsert(conn, m.SiasnOutbox.__table__, [
             {"nip": e.payload.nip, "activity_id": e.payload.activity_id, "result_version": e.payload.result_version,
-             "kind": kind, "status": "pending", "attempts": 0, "next_attempt_at": created_at,
+             "kind": kind, "status": status, "attempts": 0, "next_attempt_at": created_at,
              "created_at": created_at, "payload": push}
-            for e in batch for kind, push in self.siasn_pushes(e.payload)],
+            for e in batch if (status := PUSH_STATUS_OF_STANDING[e.payload.standing]) is not None
+            for kind, push in self.siasn_pushes(e.payload)],
             ["nip", "activity_id", "result_version", "kind"])
         touched = {(e.payload.nip, e.payload.activity_id) for e in batch}
         self._mark_current(conn, touched)
@@ -548,12 +571,16 @@ class ResultsStore:
 
     @staticmethod
     def _retire_superseded_pushes(conn: Connection, touched: set[tuple[str, str]]) -> None:
-        """A pending push of a superseded version is never sent: SI ASN gets the latest result only."""
+        """A pending or held push of a superseded version is never sent: SI ASN gets the latest result only.
+
+        A held push retired here needs no decision any more: the new version is judged by its own standing.
+        """
         o, r = m.SiasnOutbox.__table__, m.Result.__table__
         stale = (select(r.c.result_version).where(r.c.nip == o.c.nip, r.c.activity_id == o.c.activity_id,
                                                   r.c.status == "superseded"))
         for keys in _chunks(sorted(touched)):
-            conn.execute(update(o).where(tuple_(o.c.nip, o.c.activity_id).in_(keys), o.c.status == "pending",
+            conn.execute(update(o).where(tuple_(o.c.nip, o.c.activity_id).in_(keys),
+                                         o.c.status.in_(RETIRABLE_PUSH_STATUSES),
                                          o.c.result_version.in_(stale)).values(status="superseded"))
 
     # ---------------------------------------------------------------------------------------------

@@ -24,17 +24,19 @@ from faust.types import EventT
 from prometheus_client import REGISTRY, generate_latest
 
 from schemas import topics
+from schemas.accreditation import AccreditationRegistry
 from schemas.blueprint import BlueprintRegistry
 from schemas.events import CheckinWindowClosed, Event, derived_id, new_event
 from schemas.settings import Settings
-from sinks.attendance_view import attendance_overview
+from sinks.attendance_view import absent, attendance_overview, held_back
 from sinks.siasn_push import outbox_status
 from sinks.store import ResultsStore
 from streams import faust_fixes, metrics, web_auth
 from streams.broker_watch import BrokerWatch
 from streams.intake import Chunk, Intake
 from streams.kafka import end_offsets, faust_broker_kwargs
-from streams.metrics import AttendanceCollector, OutboxCollector
+from streams.lag import Freshness, LagWatch
+from streams.metrics import AttendanceCollector, ConsumerLagCollector, OutboxCollector
 from streams.processor import AttendancePolicy, LabTrust, SessionProcessor, StateLimits, held_events
 from streams.scoring import ScoringPolicy
 from streams.state import TableOverlay
@@ -42,6 +44,9 @@ from streams.state import TableOverlay
 log = logging.getLogger("cact.worker")
 PIPELINE_ID = "cact-pipeline"
 OPERATOR_PAGE = Path(__file__).parent / "web" / "operator.html"
+ABSENT_PAGE = Path(__file__).parent / "web" / "absent.html"
+#: How often the worker samples its consumer lag (the page polls every 2 s).
+LAG_SAMPLE_SECONDS = 1.0
 #: Exit code of a worker stopped by an unexpected error (EX_SOFTWARE): nothing of its batch was acknowledged.
 EXIT_CRASH = 70
 #: Labs the silent-lab watch keeps (a real day has a few hundred); events from more are still processed.
@@ -110,7 +115,7 @@ def _register_collectors(*collectors: Any) -> None:
 
 def create_app(settings: Settings) -> faust.App:
     faust_fixes.install(fetch_max_wait_ms=settings.fetch_max_wait_ms, settings=settings)
-    blueprints = {"current": BlueprintRegistry.from_dir(settings.blueprint_dir)}
+    blueprints = {"current": BlueprintRegistry.from_settings(settings)}
     view_store = ResultsStore(settings.database_url)
     try:  # the operator page may be opened before the sink has written anything
         view_store.create_schema()
@@ -118,6 +123,7 @@ def create_app(settings: Settings) -> faust.App:
         log.warning("results store not reachable at start (%s): the worker processes anyway; pages show it "
                     "once it is back", type(exc).__name__)
     policy = ScoringPolicy.load(settings.scoring_policy)
+    accreditation = AccreditationRegistry.from_settings(settings)
     attendance = AttendancePolicy(late_admitted=settings.late_checkin_admitted)
     limits = StateLimits(unscheduled_sessions=settings.unscheduled_sessions_max,
                          unexpected_participants=settings.unexpected_participants_max,
@@ -174,6 +180,7 @@ def create_app(settings: Settings) -> faust.App:
     participants = app.Table("cact-participants", partitions=settings.topic_partitions)
     # strict: an end not confirmed by a fetch may be Tansu's short answer, which would look like a loss
     watch = BrokerWatch(broker_marks_path(settings), lambda tps: end_offsets(settings, tps, strict=True, timeout=15))
+    lag_watch = LagWatch(t.name for t in topics.INPUT_TOPICS)  # the freshness line and cact_consumer_lag_messages
 
     # Wall-clock time each lab and each scheduled session was last heard from (this worker's partitions): for
     # the silent-lab marker and the wall-clock fallback. Memory only: after a restart everything counts as just
@@ -197,7 +204,8 @@ def create_app(settings: Settings) -> faust.App:
     def new_chunk() -> Chunk:
         overlays = TableOverlay(sessions), TableOverlay(participants)
         processor = SessionProcessor(blueprints["current"], policy, *overlays, attendance,
-                                     reload=blueprints["current"].reload, limits=limits, trust=trust)
+                                     reload=blueprints["current"].reload, limits=limits, trust=trust,
+                                     accreditation=accreditation)
         return Chunk(processor, *overlays)
 
     intake = Intake(new_chunk, max_message_bytes=settings.max_message_bytes, on_lab_event=on_lab_event)
@@ -226,6 +234,7 @@ def create_app(settings: Settings) -> faust.App:
         for record in chunk.records:
             msg = record.message
             watch.processed(msg.topic, msg.partition, msg.offset)
+            lag_watch.processed(msg.topic, msg.partition, msg.offset, msg.timestamp)
         intake.forget_parked()
         for lab_id, seen in lab_seen.items():
             metrics.LAB_LAST_EVENT.labels(lab_id=lab_id).set(seen)
@@ -296,6 +305,18 @@ def create_app(settings: Settings) -> faust.App:
         return attendance_overview(view_store, threshold=settings.noshow_threshold,
                                    silent_after_s=settings.lab_silent_after_seconds, lab_last_seen=dict(lab_seen))
 
+    @app.timer(interval=LAG_SAMPLE_SECONDS)
+    async def consumer_lag() -> None:
+        """Sample how far behind its input partitions this worker is (streams/lag.py)."""
+        try:
+            await lag_watch.sample(app.consumer)
+        except Exception:  # a failed look must not stop the worker: the next tick tries again
+            log.exception("consumer lag sample failed")
+
+    def freshness() -> dict[str, Any]:
+        sample = lag_watch.latest()
+        return (sample or Freshness(time.time(), ())).to_json()
+
     # Every page with operational or personal data needs the operator token (streams/web_auth.py);
     # /metrics and Faust's "/" ({"status": "OK"}) carry neither and stay open for Prometheus and health checks.
     operator_token = web_auth.OperatorToken.from_settings(settings)
@@ -307,16 +328,46 @@ def create_app(settings: Settings) -> faust.App:
     @web_auth.guarded(operator_token, as_json=True)
     async def attendance_json(web: Any, request: Any) -> Any:
         try:
-            return web.json(await asyncio.to_thread(overview))
+            return web.json({**await asyncio.to_thread(overview), "freshness": freshness()})
         except Exception as exc:  # the database is down: say so, the page keeps polling
+            return web.json({"error": f"results store unavailable ({type(exc).__name__})", "freshness": freshness()},
+                            status=503)
+
+    # Lists with NIPs, each behind the operator token: who is absent from a session, which results are held back.
+    @app.page("/absent.json")
+    @web_auth.guarded(operator_token, as_json=True)
+    async def absent_json(web: Any, request: Any) -> Any:
+        session_id = request.query.get("session", "")
+        if not session_id:
+            return web.json({"error": "name the session: /absent.json?session=<session_id>"}, status=400)
+        try:
+            found = await asyncio.to_thread(absent, view_store, session_id)
+        except Exception as exc:
             return web.json({"error": f"results store unavailable ({type(exc).__name__})"}, status=503)
+        if found is None:
+            return web.json({"error": f"no session {session_id[:64]!r} in the results store"}, status=404)
+        return web.json(found)
+
+    @app.page("/held-back.json")
+    @web_auth.guarded(operator_token, as_json=True)
+    async def held_back_json(web: Any, request: Any) -> Any:
+        try:
+            return web.json(await asyncio.to_thread(held_back, view_store))
+        except Exception as exc:
+            return web.json({"error": f"results store unavailable ({type(exc).__name__})"}, status=503)
+
+    @app.page("/operator/absent")
+    @web_auth.guarded(operator_token, as_json=False)
+    async def absent_page(web: Any, request: Any) -> Any:
+        return web.html(ABSENT_PAGE.read_text(encoding="utf-8"))
 
     @app.page("/operator")
     @web_auth.guarded(operator_token, as_json=False)
     async def operator_page(web: Any, request: Any) -> Any:
         return web.html(OPERATOR_PAGE.read_text(encoding="utf-8"))
 
-    _register_collectors(AttendanceCollector(overview), OutboxCollector(lambda: outbox_status(view_store)))
+    _register_collectors(AttendanceCollector(overview), OutboxCollector(lambda: outbox_status(view_store)),
+                         ConsumerLagCollector(lag_watch.latest))
 
     @app.task
     async def siasn_pusher() -> None:

@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from producers.lab_cli import lab_app
 from schemas.settings import Settings, get_settings
 from streams import errors
+from streams.accreditation_cli import accreditation_app
 from streams.errors import CliError
 
 if TYPE_CHECKING:
@@ -43,13 +44,15 @@ class OneLineErrors(TyperGroup):
 
 app = typer.Typer(cls=OneLineErrors, help="cact-pipeline: CACT exam events from the labs to SI ASN, on Kafka.",
                   no_args_is_help=True, add_completion=False)
-siasn_app = typer.Typer(help="The automated push to SI ASN: backlog and retries.", no_args_is_help=True)
+siasn_app = typer.Typer(help="The automated push to SI ASN: backlog, retries, holds and their audit trail.",
+                        no_args_is_help=True)
 attendance_app = typer.Typer(help="Attendance: no-show lists for rescheduling.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The event contract's JSON Schemas (schemas/json/).", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(attendance_app, name="attendance")
 app.add_typer(siasn_app, name="siasn")
 app.add_typer(lab_app, name="lab")
+app.add_typer(accreditation_app, name="accreditation")
 console = Console(stderr=True, soft_wrap=True)  # a line stays one line, also in a log or a narrow terminal
 
 
@@ -63,6 +66,7 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "war
     Uses the Kafka in KAFKA_BOOTSTRAP_SERVERS (else the embedded broker's address) and the results store in
     CACT_DATABASE_URL. Run several on different machines to share the partitions.
     """
+    from schemas.accreditation import AccreditationError, AccreditationRegistry
     from schemas.blueprint import BlueprintError, BlueprintRegistry
     from sinks.siasn_client import SiasnConfig, SiasnConfigError
     from streams.app import run_worker
@@ -73,7 +77,8 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "war
     errors.check_port_free(settings.worker_web_host, settings.worker_web_port, "CACT_WORKER_WEB_PORT",
                            "CACT_WORKER_WEB_HOST")
     try:
-        BlueprintRegistry.from_dir(settings.blueprint_dir)  # before the banner: a bad blueprint is one line
+        BlueprintRegistry.from_settings(settings)  # before the banner: a bad blueprint is one line
+        AccreditationRegistry.from_settings(settings)  # and a bad accreditation registry
         if settings.siasn_push_enabled:
             SiasnConfig.from_env()
         errors.check_kafka(settings)
@@ -82,6 +87,8 @@ def worker(loglevel: Annotated[str, typer.Option(help="Faust log level")] = "war
         run_worker(settings, loglevel=loglevel, accept_broker_loss=accept_broker_loss)
     except BlueprintError as exc:
         raise CliError(f"blueprint rejected: {exc}") from None
+    except AccreditationError as exc:
+        raise CliError(f"accreditation registry rejected: {exc} (CACT_ACCREDITATION_FILE, docs/accreditation.md)") from None
     except SiasnConfigError as exc:
         raise CliError(f"SI ASN push enabled (CACT_SIASN_PUSH_ENABLED) but not configured: {exc}") from None
 
@@ -220,6 +227,10 @@ def simulate(
     offline_at: Annotated[str, typer.Option(help="Lab-local time the outage starts (HH:MM)")] = "07:50",
     clock_skew: Annotated[Optional[list[str]], typer.Option(help="LAB=SECONDS: that lab's clock is ahead (+) or behind (-) (repeatable)")] = None,
     duplicates: Annotated[float, typer.Option(help="Share of events sent twice with the same event_id")] = 0.0,
+    blank_sheets: Annotated[int, typer.Option(help="Participants who check in and answer nothing (results: incomplete)")] = 0,
+    organiser: Annotated[Optional[list[str]], typer.Option(
+        help="AGENCY=ORGANISER: that agency's sessions are run by an institution of the accreditation registry "
+             "(repeatable; docs/accreditation.md)")] = None,
 ) -> None:
     """Simulate a CACT exam day (2024 figures, domain.md §2) and send it to the configured Kafka.
 
@@ -231,7 +242,7 @@ def simulate(
     from rich.table import Table
 
     from producers.daysender import send_day
-    from producers.exam_network import LAB_BY_ID
+    from producers.exam_network import AGENCY_BY_ID, LAB_BY_ID
     from producers.simulator import SimConfig, build_day
     from schemas.blueprint import BlueprintRegistry
 
@@ -242,6 +253,16 @@ def simulate(
             skews[lab_id] = float(value)
         except ValueError:
             raise typer.BadParameter(f"expected LAB=SECONDS, got {item!r}", param_hint="--clock-skew") from None
+    organisers: dict[str, str] = {}
+    for item in organiser or []:
+        agency_id, _, organiser_id = item.partition("=")
+        if not agency_id or not organiser_id:
+            raise typer.BadParameter(f"expected AGENCY=ORGANISER, got {item!r}", param_hint="--organiser")
+        organisers[agency_id] = organiser_id
+    strangers = sorted(set(organisers) - set(AGENCY_BY_ID))
+    if strangers:
+        raise typer.BadParameter(f"unknown agency(ies) {', '.join(strangers)} (producers/exam_network.py lists them)",
+                                 param_hint="--organiser")
     unknown = sorted((set(skews) | set(offline_lab or [])) - set(LAB_BY_ID))
     if unknown:
         raise typer.BadParameter(f"unknown lab(s) {', '.join(unknown)}; labs are {', '.join(LAB_BY_ID)}")
@@ -251,10 +272,11 @@ def simulate(
         raise typer.BadParameter(f"expected HH:MM, got {offline_at!r}", param_hint="--offline-at") from None
     cfg = SimConfig(participants=participants, seats=seats, seed=seed, malformed=malformed, reschedule_share=reschedule,
                     mansoskul_only_share=mansoskul_only, offline_labs=tuple(offline_lab or ()),
-                    offline_minutes=offline_minutes, offline_at=starts, clock_skew=skews, duplicate_share=duplicates)
+                    offline_minutes=offline_minutes, offline_at=starts, clock_skew=skews, duplicate_share=duplicates,
+                    blank_sheets=blank_sheets, organisers=organisers)
     s = get_settings()
     errors.check_kafka(s)  # before the day is built: the emitter would otherwise retry an absent Kafka for ever
-    registry = BlueprintRegistry.from_dir(s.blueprint_dir)
+    registry = BlueprintRegistry.from_settings(s)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("simulating participants' sittings", total=None)
@@ -321,37 +343,35 @@ def rescore(
     blueprint: Annotated[Path, typer.Option(help="The corrected blueprint file (a new version)")],
     reason: Annotated[str, typer.Option(help="Why, for the audit trail")] = "item key corrected",
     wait_seconds: Annotated[float, typer.Option(help="How long to wait for the new versions (0: don't)")] = 300,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the sessions and results it would rescore; "
+                                                            "install and send nothing")] = False,
 ) -> None:
-    """Recompute an activity's results with a corrected blueprint; older versions stay, marked superseded."""
-    from rich.table import Table
+    """Recompute an activity's results with a corrected blueprint, wherever they were sat, and check each one.
 
+    The corrected file (a new version) is installed in CACT_BLUEPRINT_CORRECTIONS_DIR, which every worker must
+    read. Exits 0 when every result of the activity on that blueprint has a new version on the corrected key;
+    else 1, with the results not moved and the sessions whose request was refused (docs/scoring.md §8).
+    Older versions stay, marked superseded.
+    """
     from schemas.blueprint import BlueprintError
+    from sinks.rescore_queries import RescoreQueries
     from streams import rescore as rs
 
     s = get_settings()
     errors.check_database_url(s.database_url)
     errors.check_kafka(s)  # before the blueprint is installed: nothing happens when the request cannot go out
-    migrated_store()
+    store = migrated_store()
     try:
-        plan = rs.plan(s, activity, blueprint)
+        outcome = rs.run(s, RescoreQueries(store.engine), activity, blueprint, reason, wait_seconds, console, dry_run)
+    except rs.SendError as exc:
+        raise CliError(str(exc), errors.EXIT_UNAVAILABLE) from None
     except (BlueprintError, rs.RescoreError) as exc:
         raise CliError(f"cannot rescore: {exc}") from None
-    rs.request(s, activity, plan, reason)
-    console.print(f"asked the workers to rescore {len(plan.before)} results in {len(plan.sessions)} sessions "
-                  f"with {plan.blueprint.blueprint_id} {plan.blueprint.version}")
-    if wait_seconds <= 0:
+    if outcome is None:
         return
-    try:
-        after = rs.wait(s, activity, plan, console, wait_seconds)
-    except rs.RescoreError as exc:
-        raise CliError(str(exc), 1) from None
-    table = Table(title=f"rescored activity {activity}")
-    for col in ("results", "blueprint version before", "after", "new result versions"):
-        table.add_column(col)
-    olds = sorted({v[1] for v in plan.before.values()})
-    table.add_row(str(len(after)), ", ".join(olds), plan.blueprint.version,
-                  str(sum(1 for n in plan.before if after[n][0] > plan.before[n][0])))
-    Console().print(table)
+    rs.report(outcome, Console())
+    if not outcome.ok:
+        raise CliError(rs.failure_line(outcome), 1)
 
 
 @attendance_app.command("no-shows")
@@ -423,19 +443,106 @@ def migrated_store() -> "ResultsStore":
 
 @siasn_app.command("status")
 def siasn_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
-    """Pending, delivered and rejected pushes, and the age of the oldest pending one."""
+    """Pushes by status (held: waiting for an operator, void: withdrawn), the age of the oldest pending one, and
+    current results by standing."""
     from rich.table import Table
 
-    from sinks.siasn_push import outbox_status
+    from sinks.siasn_push import outbox_status, results_by_standing
 
-    status = outbox_status(migrated_store())
+    store = migrated_store()
+    status, standing = outbox_status(store), results_by_standing(store)
     if as_json:
-        print(json.dumps(status))
+        print(json.dumps({**status, "results_by_standing": standing}))
         return
-    table = Table(title="SI ASN push")
-    for key in status:
-        table.add_column(key.replace("_", " "), justify="right")
-    table.add_row(*(str(v) for v in status.values()))
+    out = Console()
+    for title, row in (("SI ASN push", status), ("current results by standing", standing)):
+        table = Table(title=title)
+        for key in row:
+            table.add_column(key.replace("_", " "), justify="right")
+        table.add_row(*(str(v) for v in row.values()))
+        out.print(table)
+
+
+def _operator(name: str | None) -> str:
+    """Who decides: as given, else the OS user (the shell account is the authenticated operator)."""
+    import getpass
+
+    if name is not None:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        raise CliError("cannot tell who you are from the OS: say --operator NAME") from None
+
+
+def _siasn_decide(action: str, nip: str, activity: str, reason: str, operator: str | None) -> None:
+    from schemas.nip import mask_nip
+    from sinks import siasn_holds
+
+    decide = {"hold": siasn_holds.hold, "release": siasn_holds.release, "void": siasn_holds.void}[action]
+    try:
+        d = decide(migrated_store(), nip, activity, operator=_operator(operator), reason=reason)
+    except siasn_holds.DecisionRefused as exc:
+        raise CliError(errors.clean(exc), 1) from None
+    console.print(f"{action}: {d.pushes} push(es) of {mask_nip(d.nip)} in {errors.clean(d.activity_id, 100)} "
+                  f"version {d.result_version}: {d.previous_status} → {d.new_status} (decision {d.id})")
+
+
+_NipOpt = Annotated[str, typer.Option("--nip", help="The participant's NIP")]
+_ActivityOpt = Annotated[str, typer.Option("--activity", help="The activity the result is filed under (home)")]
+_ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail")]
+_OperatorOpt = Annotated[Optional[str], typer.Option("--operator", help="Who decides (default: the OS user)")]
+
+
+@siasn_app.command("hold")
+def siasn_hold(nip: _NipOpt, activity: _ActivityOpt, reason: _ReasonOpt, operator: _OperatorOpt = None) -> None:
+    """Stop a result's unsent SI ASN pushes until someone releases them (audited)."""
+    _siasn_decide("hold", nip, activity, reason, operator)
+
+
+@siasn_app.command("release")
+def siasn_release(nip: _NipOpt, activity: _ActivityOpt, reason: _ReasonOpt, operator: _OperatorOpt = None) -> None:
+    """Send a held result (e.g. an incomplete one an operator checked) to SI ASN (audited)."""
+    _siasn_decide("release", nip, activity, reason, operator)
+
+
+@siasn_app.command("void")
+def siasn_void(nip: _NipOpt, activity: _ActivityOpt, reason: _ReasonOpt, operator: _OperatorOpt = None) -> None:
+    """Never send a result's unsent pushes to SI ASN (audited; a rescore's new version is judged afresh)."""
+    _siasn_decide("void", nip, activity, reason, operator)
+
+
+@siasn_app.command("decisions")
+def siasn_decisions(
+    nip: Annotated[Optional[str], typer.Option("--nip", help="Only this NIP")] = None,
+    activity: Annotated[Optional[str], typer.Option("--activity", help="Only this activity")] = None,
+    full_nip: Annotated[bool, typer.Option("--full-nip", help="Show NIPs unmasked")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """The audit trail of holds, releases and voids: who, when, why, and what each changed."""
+    from datetime import UTC
+
+    from rich.table import Table
+
+    from schemas.nip import mask_nip
+    from sinks.siasn_holds import decisions
+
+    rows = decisions(migrated_store(), nip=nip, activity_id=activity)
+    shown = (lambda n: n) if full_nip else mask_nip
+    if as_json:
+        print(json.dumps([{"id": d.id, "nip": shown(d.nip), "activity_id": d.activity_id,
+                           "result_version": d.result_version, "action": d.action, "operator": d.operator,
+                           "reason": d.reason, "decided_at": d.decided_at.isoformat(),
+                           "previous_status": d.previous_status, "new_status": d.new_status} for d in rows]))
+        return
+    table = Table(title=f"SI ASN decisions ({len(rows)})")
+    for col in ("decided (UTC)", "NIP", "result", "decision", "by", "reason"):
+        table.add_column(col, no_wrap=col in ("decided (UTC)", "NIP"))
+    for d in rows:
+        table.add_row(d.decided_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), shown(d.nip),
+                      f"{errors.clean(d.activity_id, 64)} v{d.result_version}",
+                      f"{d.action}: {d.previous_status} → {d.new_status}", errors.clean(d.operator, 100),
+                      errors.clean(d.reason, 500))
     Console().print(table)
 
 

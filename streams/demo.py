@@ -142,7 +142,7 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
                       f"http://{settings.worker_web_host}:{settings.worker_web_port}/metrics)")
         console.print(f"[green]✓[/] operator page, while the demo runs: http://{settings.worker_web_host}:"
                       f"{settings.worker_web_port}/operator (log in with {escape(token_hint)})")
-        registry = BlueprintRegistry.from_dir(settings.blueprint_dir)
+        registry = BlueprintRegistry.from_settings(settings)
         day = build_day(cfg, registry)
         console.print(f"[green]✓[/] simulated exam day: {day.scheduled} participants in "
                       f"{len({k[0] for k in day.truth})} sessions, {len(day.schedule) + len(day.lab)} events, "

@@ -10,6 +10,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sinks.models import OUTBOX_STATUSES
+
 EVENTS_IN = Counter("cact_events_in_total", "Input events accepted by the worker", ["event_type"])
 DEADLETTERS = Counter("cact_deadletters_total", "Messages sent to the dead-letter topic", ["reason", "source_topic"])
 EMITTED = Counter("cact_events_out_total", "Events emitted by the worker", ["event_type"])
@@ -44,7 +46,9 @@ _SESSION_LABELS = ["session_id", "lab_id", "agency_id", "activity_id"]
 class AttendanceCollector(Collector):
     """Attendance counts and no-show rates, read from the results store at scrape time.
 
-    Computed from the store rather than this worker's own partitions, so the numbers are the whole day's.
+    Computed from the store rather than this worker's own partitions, so the numbers are the whole day's. A
+    rate is over participants whose check-in window has closed (sinks/attendance_view.py); a dimension with no
+    closed window yet has no ``cact_no_show_rate`` series at all (not 0: that would read as perfect attendance).
     """
 
     def __init__(self, overview: Callable[[], dict[str, Any]]) -> None:
@@ -57,25 +61,52 @@ class AttendanceCollector(Collector):
             return
         counts = {c: GaugeMetricFamily(f"cact_attendance_{c}", f"Participants {c.replace('_', ' ')} per session",
                                        labels=_SESSION_LABELS) for c in ("scheduled", "checked_in", "no_show", "rescheduled")}
+        counts["in_closed_windows"] = GaugeMetricFamily(
+            "cact_attendance_in_closed_windows", "Participants (checked in or no-show) per session whose check-in "
+            "window has closed: the no-show rate's denominator", labels=_SESSION_LABELS)
         for s in data["sessions"]:
             for c, family in counts.items():
                 family.add_metric([s["session_id"], s["lab_id"], s["agency_id"], s["activity_id"]], s[c])
         yield from counts.values()
-        rate = GaugeMetricFamily("cact_no_show_rate", "No-show rate (no-show / scheduled)", labels=["dimension", "key"])
-        rate.add_metric(["overall", "all"], data["overall"]["no_show_rate"])
+        rate = GaugeMetricFamily("cact_no_show_rate", "No-show rate over participants whose check-in window has "
+                                 "closed (no series while none has)", labels=["dimension", "key"])
+        rows = [("overall", "all", data["overall"])]
         for dim, key in (("agency", "agency_id"), ("lab", "lab_id"), ("activity", "activity_id")):
-            for row in data[f"by_{dim}"]:
-                rate.add_metric([dim, row[key]], row["no_show_rate"])
-        for s in data["sessions"]:
-            rate.add_metric(["session", s["session_id"]], s["no_show_rate"])
+            rows += [(dim, row[key], row) for row in data[f"by_{dim}"]]
+        rows += [("session", s["session_id"], s) for s in data["sessions"]]
+        for dim, key, row in rows:
+            if row["no_show_rate"] is not None:
+                rate.add_metric([dim, key], row["no_show_rate"])
         yield rate
-        active = GaugeMetricFamily("cact_lab_sessions_in_progress", "Sessions in progress per lab", labels=["lab_id"])
+        active = GaugeMetricFamily("cact_lab_sessions_in_progress", "Sessions in check-in or past it and not closed, "
+                                   "per lab", labels=["lab_id"])
         silent = GaugeMetricFamily("cact_lab_silent", "1 when a lab with a session in progress is silent", labels=["lab_id"])
         for lab in data["by_lab"]:
             active.add_metric([lab["lab_id"]], lab["sessions_in_progress"])
             silent.add_metric([lab["lab_id"]], 1.0 if lab["silent"] else 0.0)
         yield active
         yield silent
+        standing = GaugeMetricFamily("cact_results_current", "Current results by standing (incomplete: held back "
+                                     "from SI ASN; not_recognised: never sent)", labels=["standing"])
+        for name, n in data.get("results", {}).items():
+            standing.add_metric([name], n)
+        yield standing
+
+
+class ConsumerLagCollector(Collector):
+    """The worker's input lag per partition (streams/lag.py), as of its last sample: only its own partitions."""
+
+    def __init__(self, latest: Callable[[], Any]) -> None:
+        self._latest = latest
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily("cact_consumer_lag_messages", "Input messages this worker has not processed yet, per "
+                                "partition it owns (fetched high watermark minus position)", labels=["topic", "partition"])
+        sample = self._latest()
+        for p in sample.partitions if sample is not None else ():
+            if p.lag is not None:
+                lag.add_metric([p.topic, str(p.partition)], p.lag)
+        yield lag
 
 
 class OutboxCollector(Collector):
@@ -90,8 +121,8 @@ class OutboxCollector(Collector):
         except Exception:
             return
         backlog = GaugeMetricFamily("cact_siasn_outbox", "SI ASN pushes by status", labels=["status"])
-        for status in ("pending", "delivered", "rejected", "superseded"):
-            backlog.add_metric([status], data[status])
+        for status in OUTBOX_STATUSES:
+            backlog.add_metric([status], data.get(status, 0))
         yield backlog
         yield GaugeMetricFamily("cact_siasn_oldest_pending_age_seconds", "Age of the oldest pending SI ASN push",
                                 value=data["oldest_pending_age_s"])

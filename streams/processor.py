@@ -18,13 +18,13 @@ import hashlib
 import operator
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Optional
+from datetime import date, datetime, timedelta
+from typing import Any, Optional, Protocol
 
 import orjson
 
 from schemas import events as ev
-from schemas.blueprint import PACKED_BLANKS, BlueprintRegistry
+from schemas.blueprint import PACKED_BLANKS, BlueprintError, BlueprintRegistry
 from schemas.decode import Reason, Rejected
 from schemas.domain import AttendanceStatus as St
 from schemas.domain import Competency, PositionTier, Purpose, Section
@@ -85,6 +85,21 @@ def _unscheduled_key(scope: str) -> str:
 def held_events(sessions: MutableMapping[str, State], scopes: Iterable[str]) -> int:
     """Lab events held for sessions without a schedule in these partitions (``StateLimits.held_events``)."""
     return sum((sessions.get(_unscheduled_key(scope)) or {}).get("held", 0) for scope in scopes)
+
+
+class Verdict(Protocol):
+    recognised: bool
+    detail: str | None
+
+
+class Accreditations(Protocol):
+    """What scoring needs of the accreditation registry (schemas/accreditation.py)."""
+
+    digest: str
+
+    def judge(self, organiser_id: str | None, tier: PositionTier, on: date) -> Verdict: ...
+
+    def warning(self, organiser_id: str | None, on: date) -> str | None: ...
 
 
 def participant_key(session_id: str, nip: str) -> str:
@@ -189,7 +204,10 @@ class SessionProcessor:
         reload: Callable[[], BlueprintRegistry] | None = None,
         limits: StateLimits = StateLimits(),
         trust: LabTrust = LabTrust(),
+        accreditation: Accreditations | None = None,
     ) -> None:
+        #: Who may run a recognised test (schemas/accreditation.py); None: BKN's own sessions only.
+        self.accreditation = accreditation
         self.limits = limits
         self.trust = trust
         #: The partition being processed: the caps count per partition, as state is kept per partition.
@@ -375,6 +393,7 @@ class SessionProcessor:
             "standard_levels": {c.value: v for c, v in (p.standard_levels or {}).items()} or None,
             "rescheduled_from": p.rescheduled_from,
             "home_agency_id": p.home_agency_id, "home_activity_id": p.home_activity_id,
+            "home_purpose": p.home_purpose.value if p.home_purpose else None,
         }
         part["unscheduled"] = False
         self._track(s, p.session_id, p.nip, expected=True)
@@ -399,8 +418,7 @@ class SessionProcessor:
             event_id=ev.derived_id("rescheduled", self._trigger.event_id),
             payload={"session_id": p.to_session_id, "nip": p.nip, "name": sched["name"], "position_tier": sched["tier"],
                      "standard_levels": sched["standard_levels"], "rescheduled_from": p.from_session_id,
-                     "home_agency_id": sched.get("home_agency_id") or (s["meta"] or {}).get("agency_id"),
-                     "home_activity_id": sched.get("home_activity_id") or (s["meta"] or {}).get("activity_id")},
+                     **self._home(s, part)},
         ))
 
     def _on_ParticipantUnscheduled(self, p: ev.ParticipantUnscheduledPayload) -> None:
@@ -413,20 +431,45 @@ class SessionProcessor:
         self._refresh(s, part)
 
     def _on_RescoreRequested(self, p: ev.RescoreRequestedPayload) -> None:
+        """Recompute, in this session, the results filed under the requested activity: the session's own
+        participants when it is that activity's, and susulan arrivals from it. Others sat here keep their
+        version (their activity's rescore comes with its own requests)."""
         s = self._session(p.session_id)
         meta = s["meta"]
-        if meta is None or meta["activity_id"] != p.activity_id:
-            raise Rejected(Reason.UNKNOWN_SESSION, f"session {p.session_id} is not scheduled in activity {p.activity_id}")
+        if meta is None:
+            raise Rejected(Reason.UNKNOWN_SESSION, f"session {p.session_id} is not scheduled")
         if meta["blueprint_id"] != p.blueprint_id:
             raise Rejected(Reason.UNKNOWN_BLUEPRINT, f"session {p.session_id} uses {meta['blueprint_id']}, not {p.blueprint_id}")
+        if meta["activity_id"] != p.activity_id and not any(
+                self._home(s, self._participant(p.session_id, nip))["home_activity_id"] == p.activity_id
+                for nip in s["nips"]):
+            raise Rejected(Reason.UNKNOWN_SESSION, f"session {p.session_id} has no participant of activity {p.activity_id}")
         if self.registry.get(p.blueprint_id, p.blueprint_version) is None and self.reload is not None:
-            self.registry = self.reload()  # the corrected file was added after the worker started
+            try:
+                self.registry = self.reload()  # the corrected file was added after the worker started
+            except BlueprintError as exc:  # a bad or conflicting file: this request fails, the worker goes on
+                raise Rejected(Reason.UNKNOWN_BLUEPRINT, f"blueprint {p.blueprint_id} version {p.blueprint_version} "
+                               f"could not be loaded: {exc}") from None
         if self.registry.get(p.blueprint_id, p.blueprint_version) is None:
             raise Rejected(Reason.UNKNOWN_BLUEPRINT, f"blueprint {p.blueprint_id} version {p.blueprint_version} is not loaded")
-        meta["blueprint_version"] = p.blueprint_version
-        meta["rescore_event_id"] = str(self._trigger.event_id)
+        s.setdefault("rescores", {})[p.activity_id] = {"blueprint_version": p.blueprint_version,
+                                                      "event_id": str(self._trigger.event_id)}
         self.sessions[p.session_id] = s
         self._refresh_session(p.session_id, s)
+
+    @staticmethod
+    def _home(s: State, part: State) -> dict[str, Any]:
+        """Where a participant's result is filed: their own activity, agency and purpose, which for a susulan
+        arrival are not the host session's (docs/scoring.md §6)."""
+        meta, sched = s["meta"] or {}, part["scheduled"] or {}
+        own = sched.get("home_activity_id")
+        return {"home_activity_id": own or meta.get("activity_id"),
+                "home_agency_id": sched.get("home_agency_id") if own else meta.get("agency_id"),
+                # State from before home_purpose existed has none: the host's, as results were then filed.
+                "home_purpose": (sched.get("home_purpose") or meta.get("purpose")) if own else meta.get("purpose")}
+
+    def _rescore_of(self, s: State, part: State) -> dict[str, Any] | None:
+        return (s.get("rescores") or {}).get(self._home(s, part)["home_activity_id"])
 
     # ----------------------------------------------------------------------------------------------
     # Lab
@@ -708,6 +751,15 @@ class SessionProcessor:
         part["late"] = late
         part["revision"] = revision
 
+    def _accreditation_warning(self, meta: State) -> str | None:
+        """Told when the session is planned: an organiser whose accreditation ends before or soon after the
+        session, or that no registry knows, makes results that will not be recognised."""
+        organiser = meta.get("organiser_id")
+        on = _at(meta["starts_at"]).date()
+        if self.accreditation is None:
+            return f"organiser {organiser}: no accreditation registry is loaded" if organiser else None
+        return self.accreditation.warning(organiser, on)
+
     def _emit_summary(self, session_id: str) -> None:
         s = self._session(session_id)
         meta = s["meta"]
@@ -730,6 +782,14 @@ class SessionProcessor:
             "no_show_rate": round(counts[St.NO_SHOW] / scheduled, 4) if scheduled else 0.0,
             "final": bool(s["window_closed"]), "revision": revision,
         }
+        # Absent when they say nothing, so the summaries of sessions planned before them keep their ids.
+        if meta.get("agency_name"):
+            summary["agency_name"] = meta["agency_name"]
+        if meta.get("organiser_id"):
+            summary["organiser_id"] = meta["organiser_id"]
+        warning = self._accreditation_warning(meta)
+        if warning:
+            summary["accreditation_warning"] = warning
         # A time that only depends on where the session is, so a replay in any order stores the same row.
         at = meta["ends_at"] if s["closed"] else meta["checkin_closes_at"] if s["window_closed"] else meta["starts_at"]
         self._out.append(ev.new_event(
@@ -756,11 +816,34 @@ class SessionProcessor:
         return _digest({
             "blueprint": [blueprint.blueprint_id, blueprint.version], "policy": self.policy.digest,
             "meta": [meta[k] for k in ("activity_id", "agency_id", "purpose", "event_id", "ends_at")],
-            "rescore": meta.get("rescore_event_id"),
+            "rescore": meta.get("rescore_event_id"), "rescored": self._rescore_of(s, part),
+            "home": self._home(s, part), "organiser": meta.get("organiser_id"),
+            "accreditation": self.accreditation.digest if self.accreditation is not None else None,
             "scheduled": [sched["event_id"], sched["tier"], sched["standard_levels"]],
             "checkin": (part["checkin"] or {}).get("at"), "sections": sections,
             "who": [part["nip"], part["session_id"]],
         })
+
+    def _standing(self, organiser_id: str | None, tier: PositionTier, on: date, outcome: scoring.Outcome,
+                  blueprint: Any) -> tuple[str, str | None]:
+        """Whether a result counts (docs/scoring.md §6a). An organiser not accredited for the test date or the
+        tier is final (``not_recognised``: never sent); too little evidence (``incomplete``) waits for an
+        operator. Without a registry only BKN's own sessions count."""
+        if self.accreditation is None:
+            if organiser_id is not None:
+                return "not_recognised", f"organiser {organiser_id}: no accreditation registry is loaded"
+        else:
+            verdict = self.accreditation.judge(organiser_id, tier, on)
+            if not verdict.recognised:
+                return "not_recognised", verdict.detail
+        short = [f"{x.section.value}: {x.answered} of {x.items} answered (minimum "
+                 f"{self.policy.minimum_answered(x.section)})"
+                 for x in outcome.sections if x.answered < self.policy.minimum_answered(x.section)]
+        if not any(x.answered for x in outcome.sections):
+            return "incomplete", "no item answered" + (f"; {'; '.join(short)}" if short else "")
+        if short:
+            return "incomplete", "; ".join(short)[:500]
+        return "counted", None
 
     def _maybe_score(self, s: State, part: State) -> None:
         meta, sched = s["meta"], part["scheduled"]
@@ -768,7 +851,8 @@ class SessionProcessor:
             return
         if part["status"] != St.CHECKED_IN:
             return
-        blueprint = self.registry.get(meta["blueprint_id"], meta["blueprint_version"])
+        rescored = self._rescore_of(s, part)
+        blueprint = self.registry.get(meta["blueprint_id"], (rescored or meta)["blueprint_version"])
         assert blueprint is not None  # SessionScheduled/RescoreRequested with an unknown blueprint are dead-lettered
         wanted = [sec.value for sec in blueprint.section_names]
         if not s["closed"] and not all(sec in part["sheets"] for sec in wanted):
@@ -780,8 +864,10 @@ class SessionProcessor:
             return
         sheets: dict[Section, scoring.Sheet] = {}
         provenance = {meta["event_id"], sched["event_id"]}
-        if meta.get("rescore_event_id"):
+        if meta.get("rescore_event_id"):  # a whole-session rescore, from state written before rescores per activity
             provenance.add(meta["rescore_event_id"])
+        if rescored:
+            provenance.add(rescored["event_id"])
         flags: set[str] = set()
         times = []
         for sec in wanted:
@@ -801,16 +887,17 @@ class SessionProcessor:
             else:
                 flags.add("section_missing")
         tier = PositionTier(sched["tier"])
-        purpose = Purpose(meta["purpose"])
+        home = self._home(s, part)
+        purpose = Purpose(home["home_purpose"])
         overrides = {Competency(c): v for c, v in (sched["standard_levels"] or {}).items()}
         outcome = scoring.score_participant(blueprint, sheets, tier=tier, purpose=purpose, policy=self.policy,
                                             standard_overrides=overrides)
         last = max(times, key=_at) if times else (part["checkin"] or {"at": meta["ends_at"]})["at"]
         assessed_on = _at(last).date()  # the lab's local date: the offset is kept
         body = {
-            "result_id": str(ev.derived_id("result", part["nip"], meta["activity_id"])),
-            "nip": part["nip"], "activity_id": meta["activity_id"], "session_id": part["session_id"],
-            "agency_id": meta["agency_id"], "purpose": purpose.value, "position_tier": tier.value,
+            "result_id": str(ev.derived_id("result", part["nip"], home["home_activity_id"])),
+            "nip": part["nip"], "activity_id": home["home_activity_id"], "session_id": part["session_id"],
+            "agency_id": home["home_agency_id"], "purpose": purpose.value, "position_tier": tier.value,
             "blueprint_id": blueprint.blueprint_id, "blueprint_version": blueprint.version,
             "competencies": [scoring.competency_payload(c) for c in outcome.competencies],
             "jpm": outcome.jpm, "category": outcome.category,
@@ -822,6 +909,14 @@ class SessionProcessor:
         }
         if outcome.potential is not None:  # absent, not null, without it: older results keep their digest
             body["potential"] = outcome.potential
+        # Likewise absent when they say nothing new: a result sat at home, run by BKN and counted.
+        if home["home_activity_id"] != meta["activity_id"]:
+            body["host_activity_id"], body["host_agency_id"] = meta["activity_id"], meta["agency_id"]
+        if meta.get("organiser_id"):
+            body["organiser_id"] = meta["organiser_id"]
+        standing, detail = self._standing(meta.get("organiser_id"), tier, assessed_on, outcome, blueprint)
+        if standing != "counted":
+            body["standing"], body["standing_detail"] = standing, detail
         digest = _digest(body)
         previous = part["result"]
         if previous and previous["digest"] == digest:

@@ -57,6 +57,13 @@ class ScoringPolicy(BaseModel):
         }
     )
     validity_years: int = Field(default=3, ge=1)
+    #: Evidence before a result counts (docs/scoring.md §5): fewer answered items than this in any section of the
+    #: blueprint makes the result ``incomplete``, held back from SI ASN until an operator releases or voids it.
+    min_answered_per_section: int = Field(default=1, ge=0)
+    min_answered: dict[Section, int] = Field(default_factory=dict, description="Per-section overrides.")
+
+    def minimum_answered(self, section: Section) -> int:
+        return self.min_answered.get(section, self.min_answered_per_section)
 
     @model_validator(mode="after")
     def _complete(self) -> "ScoringPolicy":
@@ -240,7 +247,7 @@ class Outcome:
 @dataclass(frozen=True)
 class Sheet:
     answers: Answers | str  # item id → option, or packed in the section's item order (see ``positional``)
-    completion: str  # submitted | timed_out | autosave
+    completion: str  # submitted | timed_out | autosave (a section with neither is scored as not_started)
 
 
 def score_participant(
@@ -255,7 +262,7 @@ def score_participant(
     """Score every section of the blueprint; a section with no sheet counts as all blank."""
     sections = [
         score_section(spec, sheets[spec.section].answers if spec.section in sheets else {},
-                      sheets[spec.section].completion if spec.section in sheets else "autosave")
+                      sheets[spec.section].completion if spec.section in sheets else "not_started")
         for spec in blueprint.sections
     ]
     potential = score_potential(blueprint, sections)

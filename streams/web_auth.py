@@ -302,7 +302,7 @@ def guarded(token: OperatorToken, *, as_json: bool) -> Callable[[Handler], Handl
             if outcome is Access.WRONG:
                 LOGIN_FAILURES.labels(method="bearer").inc()
             if outcome is not Access.GRANTED:
-                return respond(view, refusal(outcome, as_json=as_json, next_path=request.path))
+                return respond(view, refusal(outcome, as_json=as_json, next_path=request.path_qs))
             response = await handler(view, request)
             response.headers.update(PRIVATE_HEADERS)
             return response

@@ -111,7 +111,7 @@ FIELD_TYPES: dict[str, str] = {
     "payload": _DICT, "session_id": _STR, "activity_id": _STR, "agency_id": _STR, "agency_name": _STR,
     "starts_at": _STR, "checkin_closes_at": _STR, "ends_at": _STR, "blueprint_id": _STR, "purpose": _STR,
     "seats": _INT, "nip": _STR, "name": _STR, "position_tier": _STR, "standard_levels": _DICT,
-    "rescheduled_from": _STR, "home_agency_id": _STR, "home_activity_id": _STR, "from_session_id": _STR,
+    "rescheduled_from": _STR, "home_agency_id": _STR, "home_activity_id": _STR, "home_purpose": _STR, "organiser_id": _STR, "from_session_id": _STR,
     "to_session_id": _STR, "reason": _STR, "blueprint_version": _STR, "seat": _STR, "section": _STR,
     "answers": _LIST, "completion": _STR, "events": _LIST,
 }
@@ -122,7 +122,7 @@ _WRONG: dict[str, tuple[Any, ...]] = {
     _DICT: ("x", 7, [1], True),
 }
 _IDS = ("session_id", "activity_id", "agency_id", "lab_id", "blueprint_id", "rescheduled_from", "home_agency_id",
-        "home_activity_id", "from_session_id", "to_session_id")
+        "home_activity_id", "organiser_id", "from_session_id", "to_session_id")
 _TIMES = ("occurred_at", "starts_at", "checkin_closes_at", "ends_at")
 #: Values out of each field's range or form; numbers in strings starting "#" are written as raw JSON literals.
 OUT_OF_RANGE: dict[str, tuple[Any, ...]] = {
@@ -141,6 +141,7 @@ OUT_OF_RANGE: dict[str, tuple[Any, ...]] = {
     "standard_levels": ({"M1": 0}, {"M1": 6}, {"X9": 3}, {"M1": 2.5}, {"M1": "4"}, {"M1": True}, {"M1": "#1e308"}),
     "position_tier": ("presiden", "", "ADMINISTRATOR"),
     "purpose": ("fun", "", "Mapping"),
+    "home_purpose": ("fun", "", "Mapping"),
     "section": ("algebra", "", "MANSOSKUL", "mansoskul "),
     "completion": ("autosave", "", "done"),
 }

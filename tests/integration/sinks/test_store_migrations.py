@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from sinks.models import Base
+from sinks.schema_migrations import alembic_config
 from sinks.store import ResultsStore
 
 
@@ -24,7 +29,7 @@ def test_migrations_create_exactly_the_models(pg_database: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         tables = set(inspect(conn).get_table_names())
     assert diff == [], diff
-    assert {"results", "attendance", "siasn_outbox", "alembic_version"} <= tables
+    assert {"results", "attendance", "siasn_outbox", "siasn_decisions", "alembic_version"} <= tables
     engine.dispose()
     store.dispose()
 
@@ -40,3 +45,38 @@ def test_processes_migrating_an_empty_database_together_all_succeed(pg_database:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_0004_keeps_earlier_results_counted_and_downgrades(pg_database: str, store_cases: Any) -> None:
+    """A store migrated before result standings existed: its results count and their pushes go out as before;
+    going back to 0003 turns held pushes into the pending ones that version knows (and void ones retired)."""
+    from sinks.schema_migrations import upgrade
+
+    store = ResultsStore(pg_database)
+    upgrade(store.engine, "0003")
+    row = {"nip": "199001012015031001", "activity_id": "ACT-1", "result_version": 1, "result_id": str(uuid.uuid4()),
+           "event_id": str(uuid.uuid4()), "session_id": "S-1", "agency_id": "AG-1", "purpose": "mapping",
+           "position_tier": "pelaksana", "blueprint_id": "cact-full", "blueprint_version": "1", "jpm": 100.0,
+           "category": "Optimal", "assessed_on": "2026-11-03", "valid_until": "2029-11-03", "flags": "[]",
+           "provenance": "[]", "payload": "{}", "status": "current", "created_at": "2026-11-03T01:00:00+00:00"}
+    with store.engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO results ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"), row)
+    store.create_schema()
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT standing, standing_detail FROM results")).one() == ("counted", None)
+    store.write_batch([store_cases.scored("199001012015031001", activity="ACT-2")])
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE siasn_outbox SET status = 'held'"))
+        with pytest.raises(IntegrityError):  # the CHECK names every status the pusher and operators know
+            with conn.begin_nested():
+                conn.execute(text("UPDATE siasn_outbox SET status = 'parked'"))
+    cfg = alembic_config(store.engine)
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM siasn_outbox")).scalars().all() == ["pending"]
+        assert "siasn_decisions" not in inspect(conn).get_table_names()
+    store.create_schema()  # and up again
+    store.dispose()

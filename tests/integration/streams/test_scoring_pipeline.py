@@ -38,7 +38,8 @@ def blueprint_dir(tmp_path: Path) -> Path:
 def test_500_participants_scored_replayed_and_rescored(pipeline_kafka: Settings, pg_database: str, tmp_path: Path,
                                                        blueprint_dir: Path, scorer: Any) -> None:
     reference, observed = scorer.reference, scorer.observed
-    settings = pipeline_kafka.model_copy(update={"database_url": pg_database, "blueprint_dir": blueprint_dir})
+    settings = pipeline_kafka.model_copy(update={"database_url": pg_database, "blueprint_dir": blueprint_dir,
+                                                 "blueprint_corrections_dir": tmp_path / "corrections"})
     day: SimDay = build_day(SimConfig(participants=500, seats=40, malformed=0, seed=500, mansoskul_only_share=0.3),
                             BlueprintRegistry.from_dir(blueprint_dir))
     raw_bps = {p.stem: json.loads(p.read_text()) for p in blueprint_dir.glob("*.json")}

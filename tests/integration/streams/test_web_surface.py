@@ -103,6 +103,15 @@ def test_worker_pages_need_the_operator_token_and_fausts_pages_are_gone(pipeline
             assert page.headers["www-authenticate"].startswith("Bearer")
             data = http.get("/attendance.json")
             assert data.status_code == 401 and "Authorization: Bearer" in data.json()["error"]
+            # the lists with NIPs: who is absent from a session, which results are held back
+            absent_path = f"/absent.json?session={people[0].session_id}"
+            for path in (absent_path, "/held-back.json"):
+                refused = http.get(path)
+                assert refused.status_code == 401 and "Authorization: Bearer" in refused.json()["error"], path
+            refused_page = http.get(f"/operator/absent?session={people[0].session_id}")
+            assert refused_page.status_code == 401 and 'action="/login"' in refused_page.text
+            # logging in from there comes back to the same session's list, query string and all
+            assert f'name="next" value="/operator/absent?session={people[0].session_id}"' in refused_page.text
             before = http.get("/metrics").text
             assert http.get("/attendance.json", headers=bearer(WRONG)).status_code == 401
             assert http.get("/operator", headers=bearer(WRONG)).status_code == 401
@@ -112,6 +121,11 @@ def test_worker_pages_need_the_operator_token_and_fausts_pages_are_gone(pipeline
             served = http.get("/attendance.json", headers=bearer(TOKEN))
             assert served.status_code == 200 and served.json()["overall"]["scheduled"] == day.scheduled
             assert served.headers["cache-control"] == "no-store"
+            listed = http.get(absent_path, headers=bearer(TOKEN))
+            assert listed.status_code == 200 and listed.headers["cache-control"] == "no-store"
+            assert {r["nip"] for r in listed.json()["absent"]} <= {p.nip for p in people}
+            assert http.get("/held-back.json", headers=bearer(TOKEN)).status_code == 200
+            assert http.get("/operator/absent", headers=bearer(TOKEN)).status_code == 200
 
             # ---- the login form: a cookie (not the token) that then works; a wrong token is 401 ---------
             refused = http.post("/login", data={"token": WRONG, "next": "/operator"})
@@ -179,7 +193,7 @@ def test_a_worker_without_a_token_keeps_its_pages_closed_and_says_so_once(
     worker = WorkerProcess(settings, log_path)
     try:
         wait_until(lambda: answers(f"{base}/metrics"), "the worker's web server answers", worker.check)
-        for path in ("/operator", "/attendance.json"):
+        for path in ("/operator", "/attendance.json", "/operator/absent", "/absent.json?session=S1", "/held-back.json"):
             for headers in ({}, bearer(TOKEN)):
                 refused = httpx.get(base + path, headers=headers, timeout=10)
                 assert refused.status_code == 401

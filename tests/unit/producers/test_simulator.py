@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def fingerprint(day: SimDay) -> list[bytes]:
 
 
 def test_the_same_seed_gives_the_same_day_and_another_seed_another() -> None:
-    cfg = SimConfig(participants=90, reschedule_share=0.5, malformed=8, duplicate_share=0.05, seed=5)
+    cfg = SimConfig(participants=90, reschedule_share=0.5, malformed=8, duplicate_share=0.05, seed=5, blank_sheets=4,
+                    organisers={a.agency_id: "kemenkeu-assessment-center" for a in CENTRAL_AGENCIES[:20]})
     a, b = build_day(cfg, REGISTRY), build_day(cfg, REGISTRY)
     assert fingerprint(a) == fingerprint(b)
     assert a.ground_truth().to_json() == b.ground_truth().to_json()
@@ -115,6 +117,134 @@ def test_answer_timing_is_realistic(large: SimDay) -> None:
             final = {a["item_id"]: a["option"] for a in sheet.payload.answers}
             assert all(final[a["item_id"]] == a["option"] for s in saves for a in s.payload.answers)
             assert final == who[nip].sheets[section]
+
+
+def test_susulan_keep_their_home_activity_and_purpose_and_record_where_they_sat() -> None:
+    """A susulan sits the host session's test, run by its organiser, and their result belongs at home: the
+    truth keeps the home activity, agency and purpose, and records the host's apart."""
+    organisers = {a.agency_id: "bkkbn-assessment-center" for a in CENTRAL_AGENCIES[::2]}
+    day = build_day(SimConfig(participants=400, seats=20, reschedule_share=0.8, position_filling_share=0.5, seed=31,
+                              organisers=organisers), REGISTRY)
+    sat = [t for t in day.truth.values() if t.attended_susulan]
+    assert len(sat) > 20
+    crossed = set()
+    for t in sat:
+        home, host = day.sessions[t.session_id], day.sessions[t.scored_session]
+        assert t.scored_session == t.rescheduled_to and host.agency_id != home.agency_id
+        assert (t.activity_id, t.agency_id, t.purpose) == (home.activity_id, home.agency_id, home.purpose)
+        assert (t.host_activity_id, t.host_agency_id) == (host.activity_id, host.agency_id)
+        assert (t.blueprint_id, t.organiser_id) == (host.blueprint_id, host.organiser_id)
+        assert set(t.sheets) == {s.value for s in REGISTRY.get(host.blueprint_id).section_names}
+        if home.purpose != host.purpose:
+            crossed.add((home.purpose.value, host.purpose.value))
+    assert crossed == {("mapping", "position_filling"), ("position_filling", "mapping")}
+    assert any(t.organiser_id for t in sat) and any(t.organiser_id is None for t in sat)
+    for t in day.truth.values():
+        if t.attended:  # sat at home: nothing recorded as a host
+            home = day.sessions[t.session_id]
+            assert t.host_activity_id is None and t.host_agency_id is None
+            assert (t.blueprint_id, t.purpose, t.organiser_id) == (home.blueprint_id, home.purpose, home.organiser_id)
+    # their lab events are the host lab's, in the host session
+    lab_events = {(e.payload.session_id, e.payload.nip) for e in day.lab if not isinstance(e, ev.SessionClosed)}
+    assert all((t.scored_session, t.nip) in lab_events and (t.session_id, t.nip) not in lab_events for t in sat)
+
+
+def _by_participant(day: SimDay) -> dict[str, list[ev.Event]]:
+    out: dict[str, list[ev.Event]] = {}
+    for e in day.lab:
+        if not isinstance(e, ev.SessionClosed):
+            out.setdefault(e.payload.nip, []).append(e)
+    return out
+
+
+def test_blank_sheets_answer_nothing_and_leave_the_rest_of_the_day_as_it_was() -> None:
+    cfg = SimConfig(participants=300, seats=30, seed=12, silent_sessions=2, reschedule_share=0.5, malformed=0)
+    base = build_day(cfg, REGISTRY)
+    day = build_day(replace(cfg, blank_sheets=8), REGISTRY)
+    blank = [t for t in day.truth.values() if t.blank]
+    assert len(blank) == 8 and all(t.attended_anywhere and t.scored_session not in day.silent_sessions for t in blank)
+    assert [e.to_bytes() for e in day.schedule] == [e.to_bytes() for e in base.schedule]
+    before, after = _by_participant(base), _by_participant(day)
+    assert before.keys() == after.keys()
+    walk_outs = sheets = 0
+    for nip, events in after.items():
+        t = next(t for t in day.truth.values() if t.nip == nip)
+        if not t.blank:  # everyone else: the same events, byte for byte
+            assert [e.to_bytes() for e in events] == [e.to_bytes() for e in before[nip]]
+            continue
+        assert not any(isinstance(e, ev.AnswersSaved) for e in events)  # nothing to autosave
+        assert all(t.answered(sec) == 0 for sec in t.sheets) and t.sheets.keys() == base.truth[
+            (t.session_id, nip)].sheets.keys()
+        assert isinstance(events[0], ev.ParticipantCheckedIn) and events[0] == before[nip][0]
+        submitted = [e for e in events if isinstance(e, ev.SectionSubmitted)]
+        if set(t.completion.values()) == {"not_started"}:  # checked in, opened the first section, left
+            walk_outs += 1
+            assert [type(e) for e in events] == [ev.ParticipantCheckedIn, ev.SectionStarted] and not submitted
+        else:  # sat it out: every sheet submitted when it would have been, every item blank
+            sheets += 1
+            assert [e.payload.section for e in submitted] == list(t.sheets)
+            assert [e.event_id for e in submitted] == [e.event_id for e in before[nip] if isinstance(e, ev.SectionSubmitted)]
+            for e in submitted:
+                assert {a["item_id"] for a in e.payload.answers} == set(t.sheets[e.payload.section])
+                assert {a["option"] for a in e.payload.answers} == {None}
+                assert e.payload.completion == t.completion[e.payload.section]
+    assert (walk_outs, sheets) == (4, 4)
+    assert day.ground_truth().to_json()["expected"]["blank_sheets"] == 8
+
+
+def test_organisers_run_their_agencys_sessions_and_nothing_else_changes() -> None:
+    cfg = SimConfig(participants=240, seats=20, seed=44, reschedule_share=0.6, malformed=0)
+    base = build_day(cfg, REGISTRY)
+    agencies = sorted({p.agency_id for p in base.sessions.values()})
+    organisers = {agencies[0]: "kemenkeu-assessment-center", agencies[1]: "bkn-kanreg-ii"}
+    day = build_day(replace(cfg, organisers=organisers), REGISTRY)
+    assert [e.to_bytes() for e in day.lab] == [e.to_bytes() for e in base.lab]
+    scheduled = {e.payload.session_id: e for e in day.schedule if isinstance(e, ev.SessionScheduled)}
+    for session_id, plan in day.sessions.items():
+        assert plan.organiser_id == organisers.get(plan.agency_id)
+        assert scheduled[session_id].payload.organiser_id == plan.organiser_id
+        assert scheduled[session_id].payload.agency_name == plan.agency_name != ""
+    assert {p.organiser_id for p in day.sessions.values()} == {*organisers.values(), None}
+    # only those sessions' schedules differ, and only by their organiser
+    strip = [e.model_copy(update={"payload": e.payload.model_copy(update={"organiser_id": None})})
+             if isinstance(e, ev.SessionScheduled) else e for e in day.schedule]
+    assert [e.to_bytes() for e in strip] == [e.to_bytes() for e in base.schedule]
+    for t in day.truth.values():
+        if t.attended_anywhere:
+            assert t.organiser_id == day.sessions[t.scored_session].organiser_id
+    assert day.ground_truth().config["organisers"] == organisers
+    with pytest.raises(ValueError, match="unknown agency"):
+        build_day(SimConfig(organisers={"kemenkeuu": "x"}), REGISTRY)
+
+
+def test_the_pure_processor_files_results_where_the_truth_says() -> None:
+    """Results filed at home with the home purpose, the host recorded, blank sheets incomplete and their
+    sections not started or blank, everyone else counted: the processor over a day against its truth."""
+    day = build_day(SimConfig(participants=400, seats=20, reschedule_share=0.8, position_filling_share=0.5,
+                              blank_sheets=6, malformed=0, seed=31), REGISTRY)
+    p = SessionProcessor(REGISTRY, ScoringPolicy(), {}, {})
+    results: dict[tuple[str, str], ev.ParticipantScoredPayload] = {}
+
+    def feed(event: ev.Event) -> None:
+        for o in p.handle(event):
+            if isinstance(o, ev.ParticipantScored):
+                results[(o.payload.session_id, o.payload.nip)] = o.payload
+            elif isinstance(o, ev.ParticipantScheduled):
+                feed(o)
+
+    for e in day.schedule + day.lab:
+        feed(e)
+    truth = day.ground_truth().results()
+    assert results.keys() == truth.keys()
+    for key, t in truth.items():
+        r = results[key]
+        assert (r.activity_id, r.agency_id, r.purpose.value, r.session_id) == (
+            t.activity_id, t.agency_id, t.purpose.value, t.scored_session), key
+        assert (r.host_activity_id, r.host_agency_id, r.blueprint_id) == (t.host_activity_id, t.host_agency_id,
+                                                                          t.blueprint_id), key
+        assert r.standing == ("incomplete" if t.blank else "counted"), key
+        assert {x.section.value: x.completion for x in r.sections} == {str(k): v for k, v in t.completion.items()}
+    assert sum(r.host_activity_id is not None for r in results.values()) > 20
 
 
 def test_a_processed_day_equals_the_truth() -> None:

@@ -214,6 +214,11 @@ def _fixed(name: str, instance: dict[str, Any]) -> dict[str, Any]:
         if name == "SessionScheduled":
             payload |= {"starts_at": "2026-11-03T08:00:00+08:00", "checkin_closes_at": "2026-11-03T08:30:00+08:00",
                         "ends_at": "2026-11-03T12:30:00+08:00"}
+        if payload.get("home_activity_id") is not None:  # a susulan names its home whole
+            payload.setdefault("home_agency_id", "AG-HOME")
+            payload.setdefault("home_purpose", "mapping")
+            payload["home_agency_id"] = payload["home_agency_id"] or "AG-HOME"
+            payload["home_purpose"] = payload["home_purpose"] or "mapping"
     return out
 
 

@@ -128,8 +128,11 @@ def test_every_instance_level_rule_is_needed_and_enforced(rule: rules.Rule) -> N
     refused = Counter()
     for case, valid, verdict in zip(cc.corpus(), cc.reference_verdicts(), cc.decoder_verdicts()):
         if valid and case.name in rule.event_types and rule.broken_by(case.instance):
-            refused[verdict.accepted, verdict.reason] += 1
-    assert refused and all(not accepted and reason in rule.reasons for accepted, reason in refused), refused
+            # An instance breaking two rules (a mutated NIP in a half-named susulan) is refused for either.
+            also = {r for other in rules.broken_rules(case.name, case.instance) for r in other.reasons}
+            refused[verdict.accepted, verdict.reason if verdict.reason in also else f"unexplained {verdict.reason}"] += 1
+    assert any(reason in rule.reasons for _, reason in refused), refused
+    assert all(not accepted and not reason.startswith("unexplained") for accepted, reason in refused), refused
 
 
 def test_nip_dates_is_what_the_pattern_leaves_to_the_decoder() -> None:

@@ -84,7 +84,7 @@ def test_participant_worked_example() -> None:
     assert [c.gap for c in out.competencies] == [3] + [-1] * 8
     # the emerging-skills section was never answered: scored as all blank
     es = next(s for s in out.sections if s.section is Section.EMERGING_SKILLS)
-    assert (es.score, es.answered, es.completion) == (0.0, 0, "autosave")
+    assert (es.score, es.answered, es.completion) == (0.0, 0, "not_started")
 
 
 def test_standard_overrides_per_participant() -> None:
@@ -139,3 +139,74 @@ def test_potential_is_the_mean_of_its_subtests_and_total_the_mean_of_the_five() 
     assert scoring.score_participant(with_potential, sheets, **args).potential == {
         "berfikirKritis": 50.0, "intelektual": 75.0, "interpersonal": 87.5, "kesadaranDiri": 93.75,
         "motivasiKomitmen": 87.5, "total": 78.75}
+
+
+# --- Points docs/scoring.md §9 settles ------------------------------------------------------------------------
+
+
+def test_rounding_and_levels_as_documented() -> None:
+    # round(x, 2) of the double: an exact tie goes to the even digit
+    assert (scoring.percent(1, 160), scoring.percent(3, 160)) == (0.62, 1.88)
+    # the rounded percent decides the level, with the default cuts of a blueprint that names none
+    bp = Blueprint.model_validate({
+        "blueprint_id": "cuts", "version": "t1",
+        "sections": [{"section": "mansoskul", "subtests": [
+            {"code": f"MSK-{c.value}", "items": [
+                {"item_id": f"{c.value}-1", "competency": c.value, "options": {"A": 39.996, "B": 100}}]} for c in C]}],
+    })
+    spec = bp.section(Section.MANSOSKUL)
+    assert spec is not None and spec.cut_scores == [0, 40, 55, 70, 85] and bp.competency_cut_scores == [0, 40, 55, 70, 85]
+    out = scoring.score_section(spec, {f"{c.value}-1": "A" for c in C}, "submitted")
+    assert (out.score, out.level) == (40.0, 2)  # 39.996 % is shown as 40.0: level 2, not 1
+    assert scoring.level_for(39.996, spec.cut_scores) == 1  # what comparing the unrounded figure would give
+
+
+def test_equal_times_keep_the_larger_event_id() -> None:
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from schemas import events as ev
+    from schemas.decode import decode_event
+    from streams.processor import SessionProcessor
+
+    registry = BlueprintRegistry.from_dir()
+    start = datetime(2026, 11, 3, 8, 0, tzinfo=timezone(timedelta(hours=8)))
+    nip, lab = "199001012015031001", "kanreg-iv-makassar"
+    bp = registry.get("mansoskul-only")
+    assert bp is not None
+    items = [i.item_id for i in bp.section(Section.MANSOSKUL).items]  # type: ignore[union-attr]
+
+    def submitted(option: str, event_id: str) -> ev.Event:
+        return ev.new_event(ev.SectionSubmitted, lab_id=lab, occurred_at=start + timedelta(hours=2),
+                            event_id=uuid.UUID(event_id), payload={
+                                "session_id": "S1", "nip": nip, "section": "mansoskul", "completion": "submitted",
+                                "answers": [{"item_id": i, "option": option} for i in items]})
+
+    plan = [
+        ev.new_event(ev.SessionScheduled, lab_id="bkn-scheduler", occurred_at=start - timedelta(days=1), payload={
+            "session_id": "S1", "lab_id": lab, "activity_id": "A1", "agency_id": "ag", "starts_at": start,
+            "checkin_closes_at": start + timedelta(minutes=30), "ends_at": start + timedelta(hours=3),
+            "blueprint_id": "mansoskul-only", "purpose": "mapping"}),
+        ev.new_event(ev.ParticipantScheduled, lab_id="bkn-scheduler", occurred_at=start - timedelta(days=1),
+                     payload={"session_id": "S1", "nip": nip, "name": "Dewi", "position_tier": "pengawas"}),
+        ev.new_event(ev.ParticipantCheckedIn, lab_id=lab, occurred_at=start, payload={"session_id": "S1", "nip": nip}),
+    ]
+    low = submitted("A", "00000000-0000-4000-8000-000000000001")
+    high = submitted("D", "f0000000-0000-4000-8000-000000000000")
+    closed = ev.new_event(ev.SessionClosed, lab_id=lab, occurred_at=start + timedelta(hours=3), payload={"session_id": "S1"})
+    finals = []
+    for order in ([low, high], [high, low]):
+        p = SessionProcessor(registry, ScoringPolicy(), {}, {})
+        out = [o for e in plan + order + [closed] for o in p.handle(decode_event(e.to_bytes()))]
+        final = [o.payload for o in out if isinstance(o, ev.ParticipantScored)][-1]
+        assert str(high.event_id) in map(str, final.provenance) and str(low.event_id) not in map(str, final.provenance)
+        finals.append(final.model_dump(exclude={"result_version"}))
+    assert finals[0] == finals[1]
+
+
+def test_option_labels_are_case_sensitive() -> None:
+    registry = BlueprintRegistry([tiny_blueprint()])
+    scoring.check_answers(registry, Section.EMERGING_SKILLS, {"ES-1-1": "A"})
+    with pytest.raises(Rejected) as exc:
+        scoring.check_answers(registry, Section.EMERGING_SKILLS, {"ES-1-1": "a"})
+    assert exc.value.reason == Reason.UNKNOWN_OPTION

@@ -195,7 +195,8 @@ class FakeView:
 
 class FakeRequest:
     def __init__(self, headers: dict[str, str] | None = None, cookies: dict[str, str] | None = None) -> None:
-        self.headers, self.cookies, self.path = headers or {}, cookies or {}, "/operator"
+        self.headers, self.cookies, self.path = headers or {}, cookies or {}, "/operator/absent"
+        self.path_qs = "/operator/absent?session=S1"  # aiohttp's path with its query string
 
 
 def test_a_guarded_page_runs_only_with_the_token() -> None:
@@ -210,7 +211,9 @@ def test_a_guarded_page_runs_only_with_the_token() -> None:
         return asyncio.run(page(FakeView(), request))
 
     before = failures("bearer")
-    assert get(FakeRequest()).status == 401
+    refused = get(FakeRequest())
+    assert refused.status == 401
+    assert 'name="next" value="/operator/absent?session=S1"' in refused.body  # back to the same list after login
     assert get(FakeRequest({"Authorization": f"Bearer {OTHER}"})).status == 401
     assert failures("bearer") == before + 1
     assert calls == []
@@ -234,7 +237,8 @@ def test_the_worker_serves_only_its_own_pages_and_binds_where_configured(tmp_pat
     app.web.init_server()  # what the worker does at start: Faust's enabled blueprints, then the app's pages
     paths = {r.resource.canonical for r in app.web.web_app.router.routes() if r.resource is not None}
     # a new page must be added here on purpose, and guarded if it shows anything about a person or a session
-    assert paths == {"/", "/login", "/logout", "/operator", "/attendance.json", "/metrics"}
+    assert paths == {"/", "/login", "/logout", "/operator", "/attendance.json", "/metrics",
+                     "/operator/absent", "/absent.json", "/held-back.json"}
 
 
 @pytest.mark.parametrize("variable", ["APP_WEB_TABLES_ENABLED", "APP_WEB_ROUTER_ENABLED", "APP_WEB_STATS_ENABLED",
