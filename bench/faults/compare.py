@@ -209,12 +209,18 @@ def check_outbox(snapshot: Snapshot) -> list[str]:
         payload = r["payload"]
         kinds = (["kompetensi"] if payload.get("competencies") else []) + (
             ["potensi"] if payload.get("potential") is not None else [])
+        # counted: delivered; incomplete: held for an operator, never sent; not_recognised: no push at all
+        standing = payload.get("standing") or "counted"
         for kind in kinds:
             o = outbox.get((r["nip"], r["activity_id"], r["result_version"], kind))
-            if o is None:
+            want = {"counted": "delivered", "incomplete": "held", "not_recognised": None}[standing]
+            if want is None:
+                if o is not None:
+                    problems.append(f"{standing} result {_who(r)} v{r['result_version']}: a {kind} push is in the outbox")
+            elif o is None:
                 problems.append(f"result {_who(r)} v{r['result_version']}: no {kind} push in the outbox")
-            elif o["status"] != "delivered":
-                problems.append(f"result {_who(r)} v{r['result_version']}: {kind} push is {o['status']}")
+            elif o["status"] != want:
+                problems.append(f"{standing} result {_who(r)} v{r['result_version']}: {kind} push is {o['status']}")
     for kind, table, content in (("kompetensi", "siasn_kompetensi", _kompetensi_content),
                                  ("potensi", "siasn_potensi", _potensi_content)):
         saved: Counter[str] = Counter(_canon(content(rec)) for rec in snapshot.get(table, []))

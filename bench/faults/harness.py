@@ -65,9 +65,17 @@ class Size:
     drain_timeout_s: float = 240.0
 
     def sim_config(self, seed: int, **faults: Any) -> SimConfig:
+        # Results that must not count ride along: blank sheets (incomplete, held), sessions of an institution
+        # whose accreditation ended before the day (not_recognised, never pushed) and of a valid one.
         return SimConfig(participants=self.participants, seats=self.seats, seed=seed, malformed=self.malformed,
-                         reschedule_share=self.reschedule_share, **faults)
+                         reschedule_share=self.reschedule_share, blank_sheets=max(2, self.participants // 300),
+                         organisers=ORGANISERS, **faults)
 
+
+#: Kemenkeu's assessment centre: 207/KEP/2020 ended on 2025-10-19; Kemenag's: category B until 2027-10-25.
+ORGANISERS = {"kemenkeu": "kemenkeu-assessment-center", "kemenag": "kemenag-biro-kepegawaian"}
+#: What their results must be, read off the registry's rows by hand (schemas/accreditation/, the 2026-11-03 day).
+ORGANISER_STANDING = {"kemenkeu-assessment-center": "not_recognised", "kemenag-biro-kepegawaian": "counted"}
 
 SMALL = Size(participants=240, send_seconds=14.0, drain_timeout_s=150.0)
 FULL = Size(participants=3000, send_seconds=150.0, drain_timeout_s=900.0)

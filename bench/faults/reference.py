@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from bench.faults.compare import TableDiff, check_outbox, compare_snapshots, format_diffs, ignored_columns
-from bench.faults.harness import RunResult, Size, run_day, simulated_day
+from bench.faults.harness import ORGANISER_STANDING, RunResult, Size, run_day, simulated_day
 from bench.faults.killer import Kill
 from producers.simulator import SimDay
 from schemas.nip import mask_nip
@@ -47,6 +47,16 @@ def check_against_truth(day: SimDay, snapshot: dict[str, list[dict[str, Any]]]) 
             elif (s["answered"], s["completion"]) != (answered, t.completion[section]):
                 problems.append(f"{mask_nip(nip)} {section}: {s['answered']} answered ({s['completion']}), "
                                 f"truth {answered} ({t.completion[section]})")
+    for nip, r in sorted(current.items()):
+        t = truth.get(nip)
+        if t is None or nip not in sat:
+            continue
+        want = ORGANISER_STANDING.get(t.organiser_id or "", "counted")
+        if want == "counted" and t.blank:
+            want = "incomplete"
+        got = r["payload"].get("standing", "counted")
+        if got != want:
+            problems.append(f"{mask_nip(nip)}: result is {got}, truth {want}")
     checked_in = {a["nip"] for a in snapshot.get("attendance", []) if a["status"] == "checked_in"}
     attended = {nip for nip, t in truth.items() if t.attended_anywhere}
     for nip in sorted(attended - checked_in):

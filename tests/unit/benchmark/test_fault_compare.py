@@ -109,6 +109,23 @@ def test_the_outbox_must_hold_one_delivered_push_per_result_and_si_asn_one_recor
     assert len(check_outbox(wrong)) == 2  # one record SI ASN should not have, one push it has no record of
 
 
+def test_results_that_must_not_count_must_not_reach_si_asn(reference: dict[str, Any]) -> None:
+    held = copy.deepcopy(reference)  # NIP_B's sheet was blank: its push waits for an operator
+    held["results"][1]["payload"]["standing"] = "incomplete"
+    held["siasn_outbox"][1]["status"] = "held"
+    del held["siasn_kompetensi"][1]
+    assert check_outbox(held) == []
+    sent = copy.deepcopy(held)
+    sent["siasn_outbox"][1]["status"] = "delivered"
+    sent["siasn_kompetensi"].append(saved(NIP_B))
+    assert any("incomplete result" in p and "push is delivered" in p for p in check_outbox(sent))
+    foreign = copy.deepcopy(reference)  # NIP_B sat at an institution whose accreditation had ended
+    foreign["results"][1]["payload"]["standing"] = "not_recognised"
+    assert any("not_recognised result" in p and "in the outbox" in p for p in check_outbox(foreign))
+    del foreign["siasn_outbox"][1], foreign["siasn_kompetensi"][1]
+    assert check_outbox(foreign) == []
+
+
 def test_the_ground_truth_check_sees_a_no_show_that_sat_and_a_result_from_an_autosave() -> None:
     day = build_day(SimConfig(participants=60, seats=30, seed=4, malformed=2), BlueprintRegistry.from_dir())
     sat = [t for t in day.truth.values() if t.attended_anywhere]
