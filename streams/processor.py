@@ -824,9 +824,9 @@ class SessionProcessor:
             "who": [part["nip"], part["session_id"]],
         })
 
-    def _standing(self, organiser_id: str | None, tier: PositionTier, on: date, outcome: scoring.Outcome,
-                  blueprint: Any) -> tuple[str, str | None]:
-        """Whether a result counts (docs/scoring.md §6a). An organiser not accredited for the test date or the
+    def _standing(self, organiser_id: str | None, tier: PositionTier, on: date,
+                  outcome: scoring.Outcome) -> tuple[str, str | None]:
+        """Whether a result counts (docs/scoring.md §6, "Whether it counts"). An organiser not accredited for the test date or the
         tier is final (``not_recognised``: never sent); too little evidence (``incomplete``) waits for an
         operator. Without a registry only BKN's own sessions count."""
         if self.accreditation is None:
@@ -840,7 +840,7 @@ class SessionProcessor:
                  f"{self.policy.minimum_answered(x.section)})"
                  for x in outcome.sections if x.answered < self.policy.minimum_answered(x.section)]
         if not any(x.answered for x in outcome.sections):
-            return "incomplete", "no item answered" + (f"; {'; '.join(short)}" if short else "")
+            return "incomplete", ("no item answered" + (f"; {'; '.join(short)}" if short else ""))[:500]
         if short:
             return "incomplete", "; ".join(short)[:500]
         return "counted", None
@@ -914,7 +914,7 @@ class SessionProcessor:
             body["host_activity_id"], body["host_agency_id"] = meta["activity_id"], meta["agency_id"]
         if meta.get("organiser_id"):
             body["organiser_id"] = meta["organiser_id"]
-        standing, detail = self._standing(meta.get("organiser_id"), tier, assessed_on, outcome, blueprint)
+        standing, detail = self._standing(meta.get("organiser_id"), tier, assessed_on, outcome)
         if standing != "counted":
             body["standing"], body["standing_detail"] = standing, detail
         digest = _digest(body)

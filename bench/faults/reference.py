@@ -54,7 +54,7 @@ def check_against_truth(day: SimDay, snapshot: dict[str, list[dict[str, Any]]]) 
         want = ORGANISER_STANDING.get(t.organiser_id or "", "counted")
         if want == "counted" and t.blank:
             want = "incomplete"
-        got = r["payload"].get("standing", "counted")
+        got = (r.get("payload") or {}).get("standing", "counted")
         if got != want:
             problems.append(f"{mask_nip(nip)}: result is {got}, truth {want}")
     checked_in = {a["nip"] for a in snapshot.get("attendance", []) if a["status"] == "checked_in"}

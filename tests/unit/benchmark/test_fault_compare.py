@@ -146,3 +146,12 @@ def test_the_ground_truth_check_sees_a_no_show_that_sat_and_a_result_from_an_aut
     assert len(problems) == 3, problems
     assert any("autosave" in p for p in problems) and any("not checked in" in p for p in problems)
     assert any("no current result" in p for p in problems)
+
+
+def test_broker_loss_compares_dead_letters_whatever_order_the_labs_resent_in() -> None:
+    from bench.faults.broker_loss import _reasons
+
+    before = [{"reason": "unknown_item", "detail": "item 'X-1' is not in any loaded blueprint"}]
+    after = [{"reason": "unknown_item", "detail": "held until the schedule arrived: item 'X-1' is not in any loaded blueprint"}]
+    assert _reasons(after) == _reasons(before)
+    assert _reasons([{"reason": "unknown_option", "detail": before[0]["detail"]}]) != _reasons(before)
