@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration schemas bench soak clean browser promtool stressng ajv
+.PHONY: install demo lint test test-unit test-integration schemas bench soak clean browser promtool stressng ajv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,13 +17,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cact demo
 
-test: $(STAMP) browser promtool stressng ajv
+# ruff (rules chosen in pyproject.toml) and mypy on every package; `make test` runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(STAMP) lint browser promtool stressng ajv
 	$(BIN)/python -m pytest tests
 
-test-unit: $(STAMP) promtool
+test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: $(STAMP) browser stressng ajv
+test-integration: $(STAMP) browser promtool stressng ajv
 	$(BIN)/python -m pytest tests/integration
 
 # Headless Chromium for the operator-page browser test (Debian's package; Playwright never downloads one).

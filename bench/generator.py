@@ -64,14 +64,16 @@ class DayGenerator:
         out = []
         for item in spec.items:
             labels = list(item.options)
-            out.append({"item_id": item.item_id, "option": None if self.rng.random() < 0.01 else self.rng.choice(labels)})
+            out.append({"item_id": item.item_id,
+                        "option": None if self.rng.random() < 0.01 else self.rng.choice(labels)})
         return out
 
     def _nip(self) -> str:
         while True:
             r = self.rng
             birth = f"{r.randint(1970, 1998)}{r.randint(1, 12):02d}{r.randint(1, 28):02d}"
-            nip = f"{birth}{min(int(birth[:4]) + r.randint(22, 30), 2024):04d}{r.randint(1, 12):02d}{r.choice('12')}{r.randint(0, 999):03d}"
+            nip = (f"{birth}{min(int(birth[:4]) + r.randint(22, 30), 2024):04d}"
+                   f"{r.randint(1, 12):02d}{r.choice('12')}{r.randint(0, 999):03d}")
             if nip not in self._nips:
                 self._nips.add(nip)
                 return nip

@@ -46,12 +46,13 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 
 from bench.generator import BenchDay, DayGenerator
+from cact.processes import WorkerProcess
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
+from schemas.kafka_config import client_kwargs
 from schemas.settings import Settings, settings_env
 from streams.broker import EmbeddedBroker, free_port
-from streams.demo import WorkerProcess
-from streams.kafka import client_kwargs, end_offsets, ensure_topics, partition_counts
+from streams.kafka import end_offsets, ensure_topics, partition_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -167,7 +168,8 @@ def domain_only(settings: Settings, day: BenchDay, messages: Sequence[Message], 
             for out in processor.handle(event):
                 out.to_bytes()
         advance(1)
-    return {"participants": participants, "cpu_ms_per_participant": (time.process_time() - started) * 1000 / participants}
+    return {"participants": participants,
+            "cpu_ms_per_participant": (time.process_time() - started) * 1000 / participants}
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -197,7 +199,7 @@ class SinkProcess(WorkerProcess):
     def __init__(self, settings: Settings, log_path: Path) -> None:
         env = {**os.environ, **settings_env(settings)}
         self._log = log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "sink"], env=env, stdout=self._log,
+        self.proc = subprocess.Popen([sys.executable, "-m", "cact.cli", "sink"], env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -277,7 +279,8 @@ def create_database(stack: ExitStack) -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                                text=True).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
@@ -341,7 +344,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         cpu_first = cpu_seconds(worker.proc.pid)
         sink_cpu_first = cpu_seconds(sink.proc.pid) if sink else 0.0
         assert broker.proc is not None
-        broker_cpu_first, bench_cpu_first, machine_first = cpu_seconds(broker.proc.pid), time.process_time(), machine_busy_seconds()
+        broker_cpu_first, bench_cpu_first, machine_first = (
+            cpu_seconds(broker.proc.pid), time.process_time(), machine_busy_seconds())
         watcher.start()
         progress.update(task, description="worker: results in PostgreSQL", total=day.participants)
         while len(watcher.seen) < day.participants:
@@ -362,9 +366,10 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
         rss_after_day = peak_rss_mb(worker.proc.pid)
-        inside = worker_metrics(settings.worker_web_port, ["cact_batch_seconds_sum", "cact_batch_seconds_count",
-                                                           "cact_sink_batch_seconds_sum", "cact_sink_batch_seconds_count",
-                                                           "cact_state_writes_total", "cact_events_out_total{"])
+        inside = worker_metrics(settings.worker_web_port,
+                                ["cact_batch_seconds_sum", "cact_batch_seconds_count",
+                                 "cact_sink_batch_seconds_sum", "cact_sink_batch_seconds_count",
+                                 "cact_state_writes_total", "cact_events_out_total{"])
         seconds = last - first
 
         latencies = paced_phase(settings, db_url, paced, args, progress, worker.check)
@@ -523,7 +528,8 @@ DOC_HEADER = """
 
 Appended by `make bench` (one worker, broker and PostgreSQL on the same machine).
 
-| date (UTC) | commit | participants | participants/s | worker CPU ms/participant | machine CPU ms/participant | machine ceiling/s | answers/s | raw answers/s | ratio to raw | p50 ms | p99 ms | peak RSS MB | floors met |
+| date (UTC) | commit | participants | participants/s | worker CPU ms/participant | machine CPU ms/participant \
+| machine ceiling/s | answers/s | raw answers/s | ratio to raw | p50 ms | p99 ms | peak RSS MB | floors met |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 """
 
@@ -532,11 +538,14 @@ def append_doc(result: dict[str, Any], path: Path = DOC) -> None:
     text_ = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     if "\n## Runs\n" not in text_:
         text_ = text_.rstrip("\n") + "\n" + DOC_HEADER
-    met = "yes" if all(result["floors"].values()) else "no: " + ", ".join(k for k, v in result["floors"].items() if not v)
+    met = ("yes" if all(result["floors"].values())
+           else "no: " + ", ".join(k for k, v in result["floors"].items() if not v))
     sink = " (sink process)" if str(result.get("sink", "")).startswith("own") else ""
     row = (f"| {result['at'][:16].replace('T', ' ')} | {result['commit']}{sink} | {result['participants']:,} | "
            f"{result['participants_per_s']:,} | {result.get('worker_cpu_ms_per_participant', '')} | "
-           f"{result.get('machine_busy_ms_per_participant', '–')} | {result.get('machine_ceiling_participants_per_s', '–')} | {result['answers_per_s']:,} | {result['raw_consume_answers_per_s']:,} | "
+           f"{result.get('machine_busy_ms_per_participant', '–')} | "
+           f"{result.get('machine_ceiling_participants_per_s', '–')} | {result['answers_per_s']:,} | "
+           f"{result['raw_consume_answers_per_s']:,} | "
            f"{result['ratio_to_raw']} | {result['p50_latency_ms']} | {result['p99_latency_ms']} | "
            f"{result['worker_peak_rss_mb']} | {met} |\n")
     path.write_text(text_.rstrip("\n") + "\n" + row, encoding="utf-8")

@@ -5,8 +5,9 @@ ground truth), then the same day with 20 kill -9 of the worker and 5 of the sink
 hog keeps every core busy. Once, on the first seed: a lab offline 30 simulated minutes, a database outage
 (TCP proxy cut, and refused connections), an SI ASN outage with token expiry, two workers with one killed for
 good, with ``--hostile N`` (default 100,000 from make) the kill scenario with N hostile records sent beside
-the day, and the embedded broker restarted mid-day with the labs' resend (``bench/faults/broker_loss.py``). Every run is compared row by row with its reference (bench/faults/compare.py says what is not compared
-and why). Writes bench/results/soak.json and exits 1 on any difference, unexpected exit or unfinished run.
+the day, and the embedded broker restarted mid-day with the labs' resend (``bench/faults/broker_loss.py``).
+Every run is compared row by row with its reference (bench/faults/compare.py says what is not compared and why).
+Writes bench/results/soak.json and exits 1 on any difference, unexpected exit or unfinished run.
 
 Each scenario's seed is printed with its result: ``python -m bench.soak --seeds 11 --scenarios kill_under_load``
 replays one.
@@ -35,8 +36,16 @@ from bench.faults import harness
 from bench.faults.harness import FULL, Size
 from bench.faults.load import ensure_stress_ng
 from bench.faults.reference import References, ScenarioResult
-from bench.faults.scenarios import (RefusedConnections, database_cut, database_outage, hostile_under_kills,
-                                    kill_under_load, lab_offline, siasn_outage, worker_lost)
+from bench.faults.scenarios import (
+    RefusedConnections,
+    database_cut,
+    database_outage,
+    hostile_under_kills,
+    kill_under_load,
+    lab_offline,
+    siasn_outage,
+    worker_lost,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "bench" / "results" / "soak.json"
@@ -96,7 +105,8 @@ def render(results: Sequence[ScenarioResult], console: Console) -> None:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in results:
         totals = {k: sum(d.counts()[k] for d in r.diffs) for k in ("lost", "wrong", "twice", "unexpected")}
-        table.add_row(r.scenario, str(r.seed), f"{r.participants:,}", str(len(r.kills)), *(str(v) for v in totals.values()),
+        table.add_row(r.scenario, str(r.seed), f"{r.participants:,}", str(len(r.kills)),
+                      *(str(v) for v in totals.values()),
                       str(len(r.outbox_problems)), str(len(r.unexpected_exits)), f"{r.seconds / 60:.1f}",
                       "[green]ok[/]" if r.ok else "[red]FAILED[/]" + (" (unfinished)" if r.drain_error else ""))
     console.print(table)

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
 
 from producers.emitter import LabEmitter
 from producers.simulator import SimDay
@@ -107,7 +104,11 @@ def delivery_plan(day: SimDay) -> tuple[list[Delivery], list[Delivery]]:
     return schedule, lab
 
 
-def send_day(settings: Settings, day: SimDay, console: Console | None = None, *,
+#: ``progress(phase, done, total)``: how far a phase of the day has been sent; the command line draws it.
+Progress = Callable[[str, int, int], None]
+
+
+def send_day(settings: Settings, day: SimDay, progress: Progress | None = None, *,
              rate: float | None = None) -> Counter[str]:
     """Send the schedule first (it exists days before the exam), then the lab events in the order the labs
     deliver them. ``rate``: events per second, paced on the wall clock; None sends as fast as possible.
@@ -116,13 +117,11 @@ def send_day(settings: Settings, day: SimDay, console: Console | None = None, *,
         raise ValueError("rate must be positive (or None: as fast as possible)")
     phases = delivery_plan(day)
     sent: Counter[str] = Counter()
-    with LabEmitter(settings) as emitter, Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), console=console, disable=console is None, transient=True,
-    ) as progress:
+    report = progress or (lambda phase, done, total: None)
+    with LabEmitter(settings) as emitter:
         started, n = time.monotonic(), 0
         for label, batch in zip(("sending schedule", "sending lab events"), phases):
-            task = progress.add_task(label, total=len(batch))
+            report(label, 0, len(batch))
             for i, d in enumerate(batch, 1):
                 if rate is not None:
                     wait = started + n / rate - time.monotonic()
@@ -136,7 +135,7 @@ def send_day(settings: Settings, day: SimDay, console: Console | None = None, *,
                 sent[d.kind] += 1
                 n += 1
                 if i % 500 == 0 or rate is not None and i % 20 == 0:
-                    progress.update(task, completed=i)
+                    report(label, i, len(batch))
             emitter.flush()
-            progress.update(task, completed=len(batch))
+            report(label, len(batch), len(batch))
     return sent

@@ -55,13 +55,16 @@ LABS: tuple[Lab, ...] = (
 LAB_BY_ID: dict[str, Lab] = {lab.lab_id: lab for lab in LABS}
 
 #: Central agencies sit mostly in Jakarta; their regional offices (instansi vertikal) use any Kanreg.
-CENTRAL_LAB_WEIGHTS: dict[str, float] = {"bkn-pusat-jakarta": 0.35, "kanreg-v-jakarta": 0.15,
-                                         **{lab.lab_id: 0.5 / 13 for lab in LABS[1:] if lab.lab_id != "kanreg-v-jakarta"}}
+CENTRAL_LAB_WEIGHTS: dict[str, float] = {
+    "bkn-pusat-jakarta": 0.35, "kanreg-v-jakarta": 0.15,
+    **{lab.lab_id: 0.5 / 13 for lab in LABS[1:] if lab.lab_id != "kanreg-v-jakarta"},
+}
 
 _CENTRAL = [
     ("kemenkeu", "Kementerian Keuangan"), ("kemendagri", "Kementerian Dalam Negeri"),
     ("kemenkes", "Kementerian Kesehatan"), ("bappenas", "Kementerian PPN/Bappenas"),
-    ("kemenpanrb", "Kementerian PANRB"), ("kemendikbudristek", "Kementerian Pendidikan, Kebudayaan, Riset, dan Teknologi"),
+    ("kemenpanrb", "Kementerian PANRB"),
+    ("kemendikbudristek", "Kementerian Pendidikan, Kebudayaan, Riset, dan Teknologi"),
     ("kemenag", "Kementerian Agama"), ("kemenkumham", "Kementerian Hukum dan HAM"),
     ("kemenlu", "Kementerian Luar Negeri"), ("kemenhub", "Kementerian Perhubungan"),
     ("kementan", "Kementerian Pertanian"), ("kemenperin", "Kementerian Perindustrian"),

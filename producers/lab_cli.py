@@ -23,10 +23,10 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Iterator
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,7 +46,7 @@ EXIT_NOT_DELIVERED = 3
 SEND_CHUNK = 500
 TEXT_LIMIT = 300  # characters of an input-derived text printed; the rest is counted, not shown
 
-SpoolOption = Annotated[Optional[Path], typer.Option("--spool", help="Spool file (default CACT_LAB_SPOOL_PATH)")]
+SpoolOption = Annotated[Path | None, typer.Option("--spool", help="Spool file (default CACT_LAB_SPOOL_PATH)")]
 
 # C0/C1 controls (ESC starts terminal sequences), bidi overrides and zero-width marks, lone surrogates.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
@@ -134,7 +134,7 @@ def _undelivered(settings: Settings, exc: Exception) -> str:
     No pre-flight refusal here, unlike the pipeline's commands: a lab spools through an outage, and its
     events go out with the next emitter on the spool (exit 3)."""
     from producers.emitter import DeliveryTimeout
-    from streams.errors import kafka_address
+    from schemas.errors import kafka_address
 
     return f"{exc}; Kafka: {kafka_address(settings)}" if isinstance(exc, DeliveryTimeout) else str(exc)
 
@@ -172,8 +172,8 @@ def _when(ts: float) -> str:
 def resend(
     since: Annotated[str, typer.Option(help="Resend events acknowledged at or after this time: ISO 8601 with offset, "
                                             "or -2h / -90m / -1d")],
-    until: Annotated[Optional[str], typer.Option(help="…and before this time (default: now)")] = None,
-    from_destination: Annotated[Optional[str], typer.Option(
+    until: Annotated[str | None, typer.Option(help="…and before this time (default: now)")] = None,
+    from_destination: Annotated[str | None, typer.Option(
         "--from-destination", help="Take events acknowledged by this other cluster (bootstrap servers) and send "
                                    "them to the configured one; default: the configured one")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for Kafka to acknowledge everything")] = 300,

@@ -24,14 +24,25 @@ from typing import Any
 
 import orjson
 
-from producers.exam_network import (AGENCY_BY_ID, ATTENDANCE_2024, CENTRAL_AGENCIES, CENTRAL_LAB_WEIGHTS,
-                                    CENTRAL_SHARE_2024, LAB_BY_ID, LABS, REGIONAL_AGENCIES, WIB, WIT, WITA)
-from producers.truth import (ExpectedDeadLetter, FaultPlan, GroundTruth, Outage, SessionPlan, TruthParticipant)
+from producers.exam_network import (
+    AGENCY_BY_ID,
+    ATTENDANCE_2024,
+    CENTRAL_AGENCIES,
+    CENTRAL_LAB_WEIGHTS,
+    CENTRAL_SHARE_2024,
+    LAB_BY_ID,
+    LABS,
+    REGIONAL_AGENCIES,
+    WIB,
+    WIT,
+    WITA,
+)
+from producers.truth import ExpectedDeadLetter, FaultPlan, GroundTruth, Outage, SessionPlan, TruthParticipant
 from schemas import events as ev
 from schemas import topics
 from schemas.blueprint import Blueprint, BlueprintRegistry
-from schemas.decode import Reason
 from schemas.domain import PositionTier, Purpose, Section
+from schemas.reasons import Reason
 
 __all__ = ["SimConfig", "SimDay", "TruthParticipant", "GroundTruth", "build_day", "make_nip", "LABS", "WIB", "WITA",
            "WIT", "SECTION_MINUTES", "MALFORMED_KINDS"]
@@ -80,8 +91,9 @@ class SimConfig:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        out.update(day=self.day.isoformat(), offline_at=self.offline_at.isoformat(), offline_labs=list(self.offline_labs),
-                   clock_skew=dict(self.clock_skew), organisers=dict(self.organisers))
+        out.update(day=self.day.isoformat(), offline_at=self.offline_at.isoformat(),
+                   offline_labs=list(self.offline_labs), clock_skew=dict(self.clock_skew),
+                   organisers=dict(self.organisers))
         return out
 
 
@@ -124,7 +136,8 @@ class SimDay:
         return {"participants_scheduled": self.scheduled, "participants_checked_in": self.attended,
                 "no_shows": self.scheduled - self.attended, "malformed_events": len(self.malformed),
                 "events": len(self.schedule) + len(self.lab) + len(self.malformed),
-                "sessions": len(self.sessions), "rescheduled": sum(t.rescheduled_to is not None for t in self.truth.values()),
+                "sessions": len(self.sessions),
+                "rescheduled": sum(t.rescheduled_to is not None for t in self.truth.values()),
                 "duplicates": len(self.faults.duplicates), "offline_labs": [o.lab_id for o in self.faults.outages],
                 "clock_skew": dict(self.faults.clock_skew)}
 
@@ -146,7 +159,8 @@ def make_nip(rng: random.Random, serial: int, *, pppk: bool = False) -> str:
     birth = date(rng.randint(1970, 1998), rng.randint(1, 12), rng.randint(1, 28))
     gender = rng.choice("12")
     if pppk:
-        return f"{birth:%Y%m%d}{rng.randint(max(birth.year + 22, 2019), 2024):04d}2{rng.randint(1, 9)}{gender}{serial % 1000:03d}"
+        return (f"{birth:%Y%m%d}{rng.randint(max(birth.year + 22, 2019), 2024):04d}"
+                f"2{rng.randint(1, 9)}{gender}{serial % 1000:03d}")
     tmt_year = min(birth.year + rng.randint(22, 30), 2024)
     return f"{birth:%Y%m%d}{tmt_year:04d}{rng.randint(1, 12):02d}{gender}{serial % 1000:03d}"
 
@@ -206,10 +220,12 @@ def build_day(cfg: SimConfig, registry: BlueprintRegistry,
                                                organiser)
         eve = start - timedelta(days=1)
         # Sent by BKN's scheduler, naming the lab that hosts the session (only that lab may speak for it).
-        schedule.append(ev.new_event(ev.SessionScheduled, lab_id=SCHEDULER_ID, occurred_at=eve, event_id=uid(), payload={
-            "session_id": session_id, "lab_id": site.lab_id, "activity_id": activity_id, "agency_id": agency.agency_id,
-            "agency_name": agency.name, "starts_at": start, "checkin_closes_at": closes, "ends_at": ends,
-            "blueprint_id": blueprint_id, "purpose": purpose, "seats": cfg.seats, "organiser_id": organiser}))
+        schedule.append(ev.new_event(
+            ev.SessionScheduled, lab_id=SCHEDULER_ID, occurred_at=eve, event_id=uid(), payload={
+                "session_id": session_id, "lab_id": site.lab_id, "activity_id": activity_id,
+                "agency_id": agency.agency_id, "agency_name": agency.name, "starts_at": start,
+                "checkin_closes_at": closes, "ends_at": ends, "blueprint_id": blueprint_id, "purpose": purpose,
+                "seats": cfg.seats, "organiser_id": organiser}))
         for _ in range(min(cfg.seats, cfg.participants - s_index * cfg.seats)):
             serial += 1
             nip = make_nip(rng, serial, pppk=rng.random() < cfg.pppk_share)
@@ -217,8 +233,10 @@ def build_day(cfg: SimConfig, registry: BlueprintRegistry,
                 nip = make_nip(rng, serial, pppk=nip[12] == "2")
             nips.add(nip)
             tier = rng.choice(TIERS)
-            schedule.append(ev.new_event(ev.ParticipantScheduled, lab_id=site.lab_id, occurred_at=eve, event_id=uid(), payload={
-                "session_id": session_id, "nip": nip, "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}", "position_tier": tier}))
+            schedule.append(ev.new_event(
+                ev.ParticipantScheduled, lab_id=site.lab_id, occurred_at=eve, event_id=uid(), payload={
+                    "session_id": session_id, "nip": nip, "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                    "position_tier": tier}))
             attended = rng.random() < cfg.attendance
             tp = TruthParticipant(session_id, nip, attended, blueprint_id, tier, purpose, activity_id, agency.agency_id)
             truth[(session_id, nip)] = tp
@@ -249,7 +267,8 @@ def build_day(cfg: SimConfig, registry: BlueprintRegistry,
             tp.attended_susulan = True
             sittings.append((tp, target))
 
-    silent = {p.session_id for p in list(plans.values())[len(plans) - cfg.silent_sessions:]} if cfg.silent_sessions else set()
+    silent = ({p.session_id for p in list(plans.values())[len(plans) - cfg.silent_sessions:]}
+              if cfg.silent_sessions else set())
     late = set(rng.sample(range(len(sittings)), min(cfg.late_checkins, len(sittings))))
     blank = _blank_sittings(cfg, sittings, silent)
     for n, (tp, plan) in enumerate(sittings):
@@ -261,7 +280,8 @@ def build_day(cfg: SimConfig, registry: BlueprintRegistry,
         lab.extend(events)
         if progress is not None and (n % 200 == 0 or n == len(sittings) - 1):
             progress(n + 1, len(sittings))
-    lab = [e for e in lab if e.payload.session_id not in silent or e.occurred_at < plans[e.payload.session_id].checkin_closes_at]
+    lab = [e for e in lab
+           if e.payload.session_id not in silent or e.occurred_at < plans[e.payload.session_id].checkin_closes_at]
     lab.sort(key=lambda e: e.occurred_at)
     if cfg.out_of_order_share:
         checkins = [e for e in lab if isinstance(e, ev.ParticipantCheckedIn)]
@@ -315,7 +335,8 @@ def _sitting(rng: random.Random, uid: Any, cfg: SimConfig, tp: TruthParticipant,
         t = opens + timedelta(seconds=rng.triangular(0, window - 30, window * 0.45))
     tp.checked_in_at = t
     out.append(ev.new_event(ev.ParticipantCheckedIn, lab_id=lab_id, occurred_at=t, event_id=uid(),
-                            payload={"session_id": session_id, "nip": nip, "seat": f"{rng.randint(1, plan.seats):03d}"}))
+                            payload={"session_id": session_id, "nip": nip,
+                                     "seat": f"{rng.randint(1, plan.seats):03d}"}))
     t = max(t, plan.checkin_closes_at) + timedelta(seconds=rng.uniform(10, 120))
     hard_stop = plan.ends_at - timedelta(minutes=5)  # the session's end stops a late starter too
     for section in blueprint.section_names:

@@ -39,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -331,7 +331,8 @@ class Spool:
         now = self._clock()
         with self._tx() as db:
             seqs = self._insert(db, rows, now)
-            db.execute("DELETE FROM autosaves WHERE id IN (SELECT j.value FROM json_each(?) AS j)", (_json_list(answer_ids),))
+            db.execute("DELETE FROM autosaves WHERE id IN (SELECT j.value FROM json_each(?) AS j)",
+                       (_json_list(answer_ids),))
         return seqs
 
     # ---- housekeeping -------------------------------------------------------------------------
@@ -413,7 +414,7 @@ def _local_iso(ts: float | None) -> str | None:
     """A unix time as the lab operator reads it and types it back (``--since``): local time with its offset."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).astimezone().isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ts, tz=UTC).astimezone().isoformat(timespec="seconds")
 
 
 def spool_status(path: Path, *, now: float | None = None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ where, who attended (or was moved, *susulan*, and attended there), each particip
 who ran each session, and which injected messages must end as dead letters, with their reason. Delivery
 faults (an offline lab, clock skew, duplicate sends) never change it: the pipeline must arrive at the same
 numbers anyway. It records facts, not rules: whether a result counts (evidence, accreditation) is judged
-from these facts by the tests' own re-implementation of the rules (tests/integration/conftest.py).
+from these facts by the tests' own re-implementation of the rules (tests/support/independent_scorer.py).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class TruthParticipant:
         return out
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "TruthParticipant":
+    def from_json(cls, d: dict[str, Any]) -> TruthParticipant:
         return cls(**{**d, "tier": PositionTier(d["tier"]), "purpose": Purpose(d["purpose"]),
                       "sheets": {Section(k): v for k, v in d["sheets"].items()},
                       "completion": {Section(k): v for k, v in d["completion"].items()},
@@ -103,7 +103,7 @@ class SessionPlan:
     organiser_id: str | None = None
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "SessionPlan":
+    def from_json(cls, d: dict[str, Any]) -> SessionPlan:
         return cls(**{**d, "purpose": Purpose(d["purpose"]), "starts_at": _dt(d["starts_at"]),
                       "checkin_closes_at": _dt(d["checkin_closes_at"]), "ends_at": _dt(d["ends_at"])})
 
@@ -117,7 +117,7 @@ class Outage:
     end: datetime
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Outage":
+    def from_json(cls, d: dict[str, Any]) -> Outage:
         return cls(d["lab_id"], _dt(d["start"]), _dt(d["end"]))  # type: ignore[arg-type]
 
 
@@ -218,7 +218,7 @@ class GroundTruth:
         path.write_bytes(orjson.dumps(self.to_json(), default=str))
 
     @classmethod
-    def load(cls, path: Path) -> "GroundTruth":
+    def load(cls, path: Path) -> GroundTruth:
         d = orjson.loads(path.read_bytes())
         if d.get("format") != FORMAT:
             raise ValueError(f"{path} is not a {FORMAT} ground-truth file")

@@ -40,7 +40,7 @@ class Item(_Model):
     options: dict[str, float] = Field(min_length=2, description="Option label → weight (the key).")
 
     @model_validator(mode="after")
-    def _weights(self) -> "Item":
+    def _weights(self) -> Item:
         if any(w < 0 for w in self.options.values()):
             raise ValueError("option weights must be >= 0")
         if max(self.options.values()) <= 0:
@@ -77,7 +77,7 @@ class SectionSpec(_Model):
         return frozenset(self.item_ids)
 
     @cached_property
-    def scoring_plan(self) -> "ScoringPlan":
+    def scoring_plan(self) -> ScoringPlan:
         """The key laid out by item position once: the worker scores every sheet of the day against it with
         C-level passes over positions, not a Python loop per answer (docs/benchmarks.md)."""
         weights: list[dict[str, float]] = []
@@ -138,7 +138,7 @@ class Blueprint(_Model):
     potential: PotentialSpec | None = Field(default=None, description="Sub-tests behind each potential dimension.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Blueprint":
+    def _consistent(self) -> Blueprint:
         for cuts in [self.competency_cut_scores] + [s.cut_scores for s in self.sections]:
             if cuts[0] != 0 or any(b <= a for a, b in zip(cuts, cuts[1:])) or cuts[-1] > 100:
                 raise ValueError("cut scores must start at 0, rise strictly and stay <= 100")
@@ -215,9 +215,6 @@ def load_blueprint(path: Path) -> Blueprint:
         raise BlueprintError(f"{path}: {_describe(exc, data)}") from None
 
 
-#: A packed sheet's characters for a blank answer and for an item not answered at all (streams/processor.py).
-PACKED_BLANKS = ("-", ".")
-
 SAMPLE_DIR = Path(__file__).parent / "blueprints"
 
 
@@ -251,27 +248,18 @@ class BlueprintRegistry:
         self._options: dict[Section, dict[str, frozenset[str]]] = {section: {} for section in Section}
         for item_id, (section, _code, item) in self._items.items():
             self._options[section][item_id] = frozenset(item.options)
-        # Per blueprint section, what the bank allows at each item position (blank included), when every
-        # allowed option is one character: a sheet naming exactly those items in order is checked and packed
-        # in one C-level pass (streams/processor.py). None where a position allows a longer label.
-        self._allowed: dict[tuple[str, str, Section], tuple[frozenset[str | None], ...] | None] = {}
-        for bp in blueprints:
-            for spec in bp.sections:
-                allowed = tuple(self._options[spec.section][i] | {None} for i in spec.item_ids)
-                packable = all(len(o) == 1 and o not in PACKED_BLANKS for opts in allowed for o in opts if o is not None)
-                self._allowed[(bp.blueprint_id, bp.version, spec.section)] = allowed if packable else None
 
     @classmethod
-    def from_dir(cls, folder: Path | None = None) -> "BlueprintRegistry":
+    def from_dir(cls, folder: Path | None = None) -> BlueprintRegistry:
         return cls.from_dirs(folder, None)
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "BlueprintRegistry":
+    def from_settings(cls, settings: Settings) -> BlueprintRegistry:
         """What every worker loads: ``CACT_BLUEPRINT_DIR`` (else the samples) and the corrections folder."""
         return cls.from_dirs(settings.blueprint_dir, settings.blueprint_corrections_dir)
 
     @classmethod
-    def from_dirs(cls, folder: Path | None, corrections: Path | None) -> "BlueprintRegistry":
+    def from_dirs(cls, folder: Path | None, corrections: Path | None) -> BlueprintRegistry:
         """The blueprint folder, which must hold blueprints, and the corrections folder, which may be absent
         or empty (no correction yet). One id and version in two files is fine when both say the same, and
         refused when they differ: which key a result was scored with must never depend on file order."""
@@ -300,7 +288,7 @@ class BlueprintRegistry:
             blueprints.append(bp)
         return cls(blueprints, folder, corrections, sources)
 
-    def reload(self) -> "BlueprintRegistry":
+    def reload(self) -> BlueprintRegistry:
         """A fresh registry from the same folders: a corrected key installed while the worker runs."""
         return BlueprintRegistry.from_dirs(self.folder, self.corrections)
 
@@ -319,11 +307,6 @@ class BlueprintRegistry:
     def options_in(self, section: Section) -> Mapping[str, frozenset[str]]:
         """Item id → its option labels, for the items of ``section`` in any loaded blueprint."""
         return self._options[section]
-
-    def allowed_by_position(self, blueprint: Blueprint, section: Section) -> tuple[frozenset[str | None], ...] | None:
-        """The options ``options_in`` allows at each position of the blueprint's section, blank (None)
-        included; None when the section is absent or some allowed option is not a single character."""
-        return self._allowed.get((blueprint.blueprint_id, blueprint.version, section))
 
     def find_item(self, item_id: str) -> tuple[Section, str, Item] | None:
         """Any blueprint's item: lab events are checked against the whole bank, before the session is known."""

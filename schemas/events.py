@@ -12,19 +12,31 @@ import operator
 import re
 import uuid
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from annotated_types import Interval
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator,
-                      StrictBool, StrictFloat, ValidationInfo, WithJsonSchema, model_validator,
-                      with_config)
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+    with_config,
+)
 from typing_extensions import TypedDict
 
 from schemas import topics
 from schemas.domain import AttendanceStatus, Competency, PositionTier, Purpose, Section
 from schemas.nip import validate_nip
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 EVENT_NAMESPACE = uuid.UUID("6f1c4a52-8d0e-4c55-9a43-2b7b8a1f0c11")
 
 def _text_only(value: Any) -> Any:
@@ -165,9 +177,18 @@ def _check_number(value: Any) -> Any:
     return value
 
 
-def Int(ge: int, le: int = MAX_SAFE_INT) -> Any:  # noqa: N802 (a type, as read at its use)
-    """An integer from ``ge`` to ``le``: always both bounds, in the model and its published schema alike."""
-    return Annotated[int, Interval(ge=ge, le=le), BeforeValidator(_check_number)]  # bounds first: see the schema
+# Integers always carry both bounds, in the model and its published schema alike (bounds first: see the schema),
+# and are JSON numbers only. Written out per range, so a type checker reads them as types.
+_IntCheck = BeforeValidator(_check_number)
+#: A count: 0 up to the largest integer every JSON reader holds exactly.
+Count = Annotated[int, Interval(ge=0, le=MAX_SAFE_INT), _IntCheck]
+Positive = Annotated[int, Interval(ge=1, le=MAX_SAFE_INT), _IntCheck]
+#: A competency or section level, 1-5, or its position standard.
+Level = Annotated[int, Interval(ge=1, le=5), _IntCheck]
+#: A level minus its standard.
+Gap = Annotated[int, Interval(ge=-4, le=4), _IntCheck]
+Seats = Annotated[int, Interval(ge=1, le=10_000), _IntCheck]
+Int32 = Annotated[int, Interval(ge=0, le=2**31 - 1), _IntCheck]
 
 
 #: A real number, integers included, never a string or a boolean (pydantic's strict float).
@@ -291,13 +312,13 @@ class SessionScheduledPayload(_Model):
     ends_at: Instant
     blueprint_id: Id = Field(description="Test blueprint, e.g. `cact-full` or `mansoskul-only`.")
     purpose: PurposeChoice
-    seats: Int(1, 10_000) | None = None
+    seats: Seats | None = None
     organiser_id: Id | None = Field(
         default=None, description="The institution that runs the session, by its id in the accreditation registry "
         "(docs/accreditation.md); absent: BKN itself (head office, a regional office or a technical unit).")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "SessionScheduledPayload":
+    def _ordered(self) -> SessionScheduledPayload:
         if not self.starts_at <= self.checkin_closes_at <= self.ends_at:
             raise ValueError("expected starts_at <= checkin_closes_at <= ends_at")
         return self
@@ -308,20 +329,22 @@ class ParticipantScheduledPayload(_Model):
     nip: NIP
     name: str = Field(max_length=200, pattern=NO_CONTROL)
     position_tier: TierChoice
-    standard_levels: dict[Competency, Int(1, 5)] | None = Field(
+    standard_levels: dict[Competency, Level] | None = Field(
         default=None, description="Overrides the tier's standard level for the named competencies."
     )
     rescheduled_from: Id | None = Field(
         default=None, description="Set when the participant was moved here from another session (susulan)."
     )
-    home_agency_id: Id | None = Field(default=None, description="With rescheduled_from: the agency the participant belongs to.")
-    home_activity_id: Id | None = Field(default=None, description="With rescheduled_from: the activity the participant belongs to.")
+    home_agency_id: Id | None = Field(
+        default=None, description="With rescheduled_from: the agency the participant belongs to.")
+    home_activity_id: Id | None = Field(
+        default=None, description="With rescheduled_from: the activity the participant belongs to.")
     home_purpose: PurposeChoice | None = Field(
         default=None, description="With home_activity_id (required with it): the purpose of the participant's home "
         "activity, which selects the category set of their result.")
 
     @model_validator(mode="after")
-    def _home_whole(self) -> "ParticipantScheduledPayload":
+    def _home_whole(self) -> ParticipantScheduledPayload:
         if self.home_activity_id is not None and (self.home_agency_id is None or self.home_purpose is None):
             raise ValueError("home_activity_id needs home_agency_id and home_purpose")
         return self
@@ -374,7 +397,7 @@ _ANSWER_KEYS = frozenset(("item_id", "option"))
 _item_ids, _options = operator.itemgetter("item_id"), operator.itemgetter("option")
 
 
-class AnswerList(list):  # type: ignore[type-arg]
+class AnswerList(list[Any]):
     """An answer list that passed the schema check, with the item ids and options the check pulled out: the
     worker packs a sheet from these columns instead of walking the answers again (streams/processor.py)."""
 
@@ -392,7 +415,8 @@ def _answer_columns(value: list[Any]) -> tuple[list[Any], list[Any]] | None:
         return None
     if sum(map(len, value)) != 2 * len(value):  # ...and nothing else
         return None
-    if set(map(type, items)) - {str} or (items and not 1 <= min(lengths := list(map(len, items))) <= max(lengths) <= 64):
+    if set(map(type, items)) - {str} or (
+            items and not 1 <= min(lengths := list(map(len, items))) <= max(lengths) <= 64):
         return None
     if set(map(type, options)) - _OPTION_TYPES or max(map(len, filter(None, options)), default=0) > 8:
         return None
@@ -479,22 +503,22 @@ class CompetencyResult(_Model):
     siasn_field: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9]*$")
     raw: Number = Field(ge=0, le=MAX_SAFE_INT)
     max_raw: Number = Field(ge=0, le=MAX_SAFE_INT)
-    level: Int(1, 5)
-    standard: Int(1, 5)
-    gap: Int(-4, 4)
+    level: Level
+    standard: Level
+    gap: Gap
 
 
 class SubtestScore(_Model):
     score: Number = Field(ge=0, le=100)
-    level: Int(1, 5)
+    level: Level
 
 
 class SectionScore(_Model):
     section: SectionChoice
     score: Number = Field(ge=0, le=100)
-    level: Int(1, 5)
-    answered: Int(0)
-    items: Int(0)
+    level: Level
+    answered: Count
+    items: Count
     completion: Literal["submitted", "timed_out", "autosave", "not_started"] = Field(
         description="`submitted` or `timed_out` (a sheet), `autosave` (scored from the latest autosaved answers at "
         "session close), `not_started` (neither: every item blank).")
@@ -517,7 +541,7 @@ Standing = Literal["counted", "incomplete", "not_recognised"]
 
 class ParticipantScoredPayload(_Model):
     result_id: Uuid = Field(description="Stable per (NIP, home activity): all versions share it.")
-    result_version: Int(1) = Field(description="Increases when the result is recomputed (resubmission, rescoring).")
+    result_version: Positive = Field(description="Increases when the result is recomputed (resubmission, rescoring).")
     nip: NIP
     activity_id: Id = Field(description="The participant's home activity, where the result is filed (for a susulan: "
                             "not the activity of the session it was sat in, see host_activity_id).")
@@ -526,7 +550,8 @@ class ParticipantScoredPayload(_Model):
     purpose: PurposeChoice = Field(description="The purpose of the home activity: selects the category set.")
     host_activity_id: Id | None = Field(default=None, description="Set for a susulan only: the activity of the "
                                         "host session the test was sat in.")
-    host_agency_id: Id | None = Field(default=None, description="Set for a susulan only: the agency of the host session.")
+    host_agency_id: Id | None = Field(
+        default=None, description="Set for a susulan only: the agency of the host session.")
     organiser_id: Id | None = Field(default=None, description="The institution that ran the session (accreditation "
                                     "registry id); absent: BKN itself.")
     standing: Standing = Field(default="counted", description="`counted`: goes to SI ASN; `incomplete`: too little "
@@ -538,7 +563,8 @@ class ParticipantScoredPayload(_Model):
     blueprint_id: Id
     blueprint_version: str = Field(min_length=1, max_length=32, pattern=NO_CONTROL)
     competencies: list[CompetencyResult]
-    jpm: Annotated[Number, Interval(ge=0, le=100)] | None = Field(description="Job Person Match, percent; null when Mansoskul was not taken.")
+    jpm: Annotated[Number, Interval(ge=0, le=100)] | None = Field(
+        description="Job Person Match, percent; null when Mansoskul was not taken.")
     category: str | None = Field(max_length=64, pattern=NO_CONTROL)
     strengths: list[CompetencyChoice]
     development_areas: list[CompetencyChoice]
@@ -564,7 +590,7 @@ class AttendanceChangedPayload(_Model):
     correction: Flag = Field(default=False, description="True when this reverses an earlier declaration.")
     rescheduled_to: Id | None = None
     rescheduled_from: Id | None = None
-    revision: Int(0) = Field(default=0, description="Facts known about this participant in this session; "
+    revision: Count = Field(default=0, description="Facts known about this participant in this session; "
                           "grows with every fact, whatever order they arrive in: stores keep the highest.")
 
 
@@ -577,15 +603,16 @@ class SessionSummaryPayload(_Model):
     checkin_closes_at: Instant
     ends_at: Instant
     closed: Flag = Field(description="The lab closed the session.")
-    closed_by_wall_clock: Flag = Field(description="The check-in window was closed by the wall-clock fallback (lab silent).")
-    scheduled: Int(0)
-    checked_in: Int(0)
-    no_show: Int(0)
-    rescheduled: Int(0)
-    unexpected: Int(0)
+    closed_by_wall_clock: Flag = Field(
+        description="The check-in window was closed by the wall-clock fallback (lab silent).")
+    scheduled: Count
+    checked_in: Count
+    no_show: Count
+    rescheduled: Count
+    unexpected: Count
     no_show_rate: Number = Field(ge=0, le=1)
     final: Flag = Field(description="True once the check-in window has closed.")
-    revision: Int(0) = Field(default=0, description="Facts known about the session; stores keep the highest.")
+    revision: Count = Field(default=0, description="Facts known about the session; stores keep the highest.")
     agency_name: str = Field(default="", max_length=200, pattern=NO_CONTROL)
     organiser_id: Id | None = Field(default=None, description="The institution running the session; absent: BKN.")
     accreditation_warning: str | None = Field(
@@ -615,13 +642,14 @@ class DeadLetteredPayload(_Model):
                         description="Machine-readable reason code, see docs/events.md.")
     detail: Annotated[str, BeforeValidator(_safe_detail)] = Field(max_length=2000, pattern=NO_CONTROL)
     source_topic: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")  # Kafka's topic names
-    source_partition: Int(0, 2**31 - 1)
-    source_offset: Int(0)
+    source_partition: Int32
+    source_offset: Count
     key_b64: str | None = Field(max_length=344, pattern=_BASE64,
                                 description="The original key (its first 256 bytes), base64.")
-    value_b64: str = Field(max_length=5464, pattern=_BASE64, description="The original message bytes, base64: the first 4,096 bytes only when "
+    value_b64: str = Field(max_length=5464, pattern=_BASE64,
+                           description="The original message bytes, base64: the first 4,096 bytes only when "
                            "``value_truncated``; the full record stays at the source position.")
-    value_bytes: Int(0) | None = Field(default=None, description="Length of the original message in bytes.")
+    value_bytes: Count | None = Field(default=None, description="Length of the original message in bytes.")
     value_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$",
                                      description="SHA-256 of the whole original message, hex.")
     value_truncated: Flag = Field(default=False, description="value_b64 holds only a prefix of the message.")
@@ -807,11 +835,11 @@ OUTPUT_EVENTS = (ParticipantScored, AttendanceChanged, SessionSummary, DeadLette
 ALL_EVENTS: tuple[type[Event], ...] = SCHEDULE_EVENTS + LAB_EVENTS + CONTROL_EVENTS + OUTPUT_EVENTS
 EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["event_type"].default: cls for cls in ALL_EVENTS}
 
-InputEvent = Union[
-    SessionScheduled, ParticipantScheduled, ParticipantRescheduled, ParticipantUnscheduled, RescoreRequested,
-    ParticipantCheckedIn, SectionStarted, AnswersSaved, SectionSubmitted, SessionClosed, CheckinWindowClosed,
-    EventBatch,
-]
+InputEvent = (
+    SessionScheduled | ParticipantScheduled | ParticipantRescheduled | ParticipantUnscheduled | RescoreRequested
+    | ParticipantCheckedIn | SectionStarted | AnswersSaved | SectionSubmitted | SessionClosed | CheckinWindowClosed
+    | EventBatch
+)
 
 E = TypeVar("E", bound=Event)
 

@@ -2,7 +2,7 @@
 
 A schema-valid event may still be refused, but only for a rule listed here: the export writes each rule into
 the ``description`` of the schemas it applies to, docs/events.md lists them ("Rules beyond the schemas"), and
-the differential tests (tests/unit/schemas/test_contract_differential.py, tests/integration/schemas/) fail on
+the differential tests (tests/integration/schemas/test_contract_differential.py, tests/integration/schemas/) fail on
 any refusal of a schema-valid event that no rule here explains.
 """
 
@@ -15,12 +15,18 @@ from datetime import datetime
 from typing import Any
 
 from schemas import events as ev
-from schemas.decode import Reason
 from schemas.nip import InvalidNIP, validate_nip
+from schemas.reasons import Reason
 
 _ALL = tuple(ev.EVENT_TYPES)
-_WITH_NIP = tuple(name for name, cls in ev.EVENT_TYPES.items()
-                  if "nip" in cls.model_fields["payload"].annotation.model_fields)
+
+
+def _payload_fields(cls: type[ev.Event]) -> dict[str, object]:
+    payload = cls.model_fields["payload"].annotation
+    return dict(getattr(payload, "model_fields", {}))
+
+
+_WITH_NIP = tuple(name for name, cls in ev.EVENT_TYPES.items() if "nip" in _payload_fields(cls))
 
 
 @dataclass(frozen=True)

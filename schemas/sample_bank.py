@@ -57,21 +57,24 @@ def build(seed: int = 2024) -> dict[str, dict]:
     emerging = {
         "section": "emerging_skills",
         "subtests": [
-            {"code": f"ES-{s:02d}", "title": f"Emerging skills {s}", "items": [_mcq(rng, f"ES-{s:02d}-{n:03d}") for n in range(1, k + 1)]}
+            {"code": f"ES-{s:02d}", "title": f"Emerging skills {s}",
+             "items": [_mcq(rng, f"ES-{s:02d}-{n:03d}") for n in range(1, k + 1)]}
             for s, k in enumerate(EMERGING, start=1)
         ],
     }
     digital = {
         "section": "digital_literacy",
         "subtests": [
-            {"code": f"DL-{s:02d}", "title": f"Digital literacy {s}", "items": [_mcq(rng, f"DL-{s:02d}-{n:03d}") for n in range(1, k + 1)]}
+            {"code": f"DL-{s:02d}", "title": f"Digital literacy {s}",
+             "items": [_mcq(rng, f"DL-{s:02d}-{n:03d}") for n in range(1, k + 1)]}
             for s, k in enumerate(DIGITAL, start=1)
         ],
     }
     return {
         "cact-full": {"blueprint_id": "cact-full", "version": VERSION, "title": "CACT (sample bank)",
                       "sections": [mansoskul, emerging, digital], "potential": POTENTIAL},
-        "mansoskul-only": {"blueprint_id": "mansoskul-only", "version": VERSION, "title": "CACT Mansoskul only (sample bank)", "sections": [mansoskul]},
+        "mansoskul-only": {"blueprint_id": "mansoskul-only", "version": VERSION,
+                           "title": "CACT Mansoskul only (sample bank)", "sections": [mansoskul]},
     }
 
 

@@ -95,7 +95,8 @@ class Settings(BaseSettings):
 
     # --- Attendance monitoring -------------------------------------------------------------------
     noshow_threshold: float = Field(default=0.15, ge=0, le=1, description="No-show rate highlighted for operators.")
-    lab_silent_after_seconds: float = Field(default=600, gt=0, description="A lab with a session in progress is silent after this.")
+    lab_silent_after_seconds: float = Field(
+        default=600, gt=0, description="A lab with a session in progress is silent after this.")
     wall_clock_lag_seconds: float = Field(
         default=900, gt=0,
         description="Close a check-in window by the wall clock when its lab has sent nothing this long after it.")
@@ -134,6 +135,9 @@ class Settings(BaseSettings):
                                     description="Autosaved answers of one participant-section per AnswersSaved.")
     lab_autosave_seconds: float = Field(default=5.0, gt=0,
                                         description="Longest an autosaved answer waits for its batch.")
+    lab_retry_base_seconds: float = Field(default=0.2, gt=0, description="First wait before the emitter connects "
+                                          "to a Kafka it could not reach again; doubles up to the maximum.")
+    lab_retry_max_seconds: float = Field(default=5.0, gt=0, description="Longest wait between two connections.")
 
     # --- Stores --------------------------------------------------------------------------------
     database_url: str = Field(
@@ -150,6 +154,32 @@ class Settings(BaseSettings):
     siasn_retry_base_seconds: float = Field(
         default=2.0, gt=0, description="First wait before a push that failed on an outage is tried again; doubles.")
     siasn_retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest wait between two tries.")
+
+    # --- SI ASN client (docs/siasn.md §4; sinks/siasn/config.py builds the client's SiasnConfig from these) ---
+    # Credentials come from the environment or, for each ``siasn_<name>_file``, from a file mounted as a secret;
+    # set one or the other. They are needed only when something talks to SI ASN (the pusher, CACT_SIASN_PUSH_ENABLED).
+    siasn_base_url: str = Field(default="https://apimws.bkn.go.id:8243/apisiasn/1.0", description="SI ASN API base.")
+    siasn_gateway_token_url: str = Field(default="https://apimws.bkn.go.id/oauth2/token",
+                                         description="The API gateway's token endpoint (consumer key and secret).")
+    siasn_sso_token_url: str = Field(
+        default="https://sso-siasn.bkn.go.id/auth/realms/public-siasn/protocol/openid-connect/token",
+        description="The SSO (Keycloak) token endpoint (password grant).")
+    siasn_consumer_key: str | None = None
+    siasn_consumer_key_file: Path | None = None
+    siasn_consumer_secret: SecretStr | None = None
+    siasn_consumer_secret_file: Path | None = None
+    siasn_sso_client_id: str | None = None
+    siasn_sso_client_id_file: Path | None = None
+    siasn_sso_username: str | None = None
+    siasn_sso_username_file: Path | None = None
+    siasn_sso_password: SecretStr | None = None
+    siasn_sso_password_file: Path | None = None
+    siasn_timeout_s: float = Field(default=10, gt=0, description="Longest wait for one SI ASN answer.")
+    siasn_max_attempts: int = Field(default=6, ge=1, description="Tries of one call within a delivery.")
+    siasn_backoff_base_s: float = Field(default=0.5, ge=0, description="Window of the first wait between two tries "
+                                        "of a call (full jitter, schemas/retry.py); doubles.")
+    siasn_backoff_max_s: float = Field(default=30, ge=0, description="Largest window between two tries of a call.")
+    siasn_rate_per_s: float = Field(default=10, ge=0, description="Client-side limit over all calls; 0 disables it.")
 
     # --- Scoring -------------------------------------------------------------------------------
     blueprint_dir: Path | None = Field(

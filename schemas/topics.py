@@ -26,7 +26,8 @@ ATTENDANCE = TopicSpec("cact.attendance.v1", "session_id", "Attendance changes a
 DEADLETTER = TopicSpec("cact.deadletter.v1", "source_topic", "Input the pipeline could not accept, with a reason.")
 #: Events only the pipeline itself sends (the wall-clock fallback, `cact rescore`): labs have no reason to write
 #: here, and a secured cluster grants it to the pipeline's principal alone (docs/operations.md "Trust model").
-CONTROL = TopicSpec("cact.control.v1", "session_id", "The pipeline's own decisions: wall-clock window closes, rescores.")
+CONTROL = TopicSpec("cact.control.v1", "session_id",
+                    "The pipeline's own decisions: wall-clock window closes, rescores.")
 
 INPUT_TOPICS: tuple[TopicSpec, ...] = (SCHEDULE, LAB, CONTROL)
 OUTPUT_TOPICS: tuple[TopicSpec, ...] = (RESULTS, ATTENDANCE, DEADLETTER)

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from schemas.domain import AttendanceStatus as St
 from sinks import models as m
-from sinks.siasn_push import results_by_standing
+from sinks.siasn.push import results_by_standing
 from sinks.store import SCHEDULED_STATUSES, ResultsStore
 
 COUNTS = ("scheduled", "checked_in", "no_show", "rescheduled", "unexpected")
@@ -189,11 +189,13 @@ def build_overview(sessions: Iterable[SessionFacts], seats: Iterable[SeatCount],
                 for row in person_rows:
                     row["scheduled"] += c.n
 
-    tallies: dict[str, dict[str, dict[str, int]]] = {d: defaultdict(_tally_sessions) for d in ("lab", "agency", "activity")}
+    tallies: dict[str, dict[str, dict[str, int]]] = {
+        d: defaultdict(_tally_sessions) for d in ("lab", "agency", "activity")}
     tally_all = _tally_sessions()
     names: dict[str, str] = {}
     for sid, s in facts.items():
-        for t in (tallies["lab"][s.lab_id], tallies["agency"][s.agency_id], tallies["activity"][s.activity_id], tally_all):
+        for t in (tallies["lab"][s.lab_id], tallies["agency"][s.agency_id], tallies["activity"][s.activity_id],
+                  tally_all):
             t["sessions"] += 1
             t[f"sessions_{states[sid]}"] += 1
         if s.agency_name and s.agency_id not in names:
@@ -218,7 +220,8 @@ def build_overview(sessions: Iterable[SessionFacts], seats: Iterable[SeatCount],
         labs.append({"lab_id": lab_id, **_rate(by["lab"][lab_id], threshold, t), "silent": silent,
                      "sessions_in_progress": under_way,
                      "last_event_at": datetime.fromtimestamp(seen, UTC).isoformat() if seen else None})
-    agencies = [{"agency_id": k, "agency_name": names.get(k, ""), **_rate(by["agency"][k], threshold, tallies["agency"][k])}
+    agencies = [{"agency_id": k, "agency_name": names.get(k, ""),
+                 **_rate(by["agency"][k], threshold, tallies["agency"][k])}
                 for k in sorted(set(by["agency"]) | set(tallies["agency"]))]
     activities = [{"activity_id": k, **_rate(by["activity"][k], threshold, tallies["activity"][k])}
                   for k in sorted(set(by["activity"]) | set(tallies["activity"]))]

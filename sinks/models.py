@@ -7,7 +7,7 @@ Business keys are the primary keys (or unique constraints), so every write of th
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -29,7 +30,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 #: JSON everywhere, JSONB on PostgreSQL: comparable and indexable there, and key order does not matter.
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
-RESULT_STATUSES = ("current", "superseded")
 #: Whether a result counts (schemas.events.Standing): only ``counted`` results are pushed to SI ASN unasked.
 RESULT_STANDINGS = ("counted", "incomplete", "not_recognised")
 #: ``pending`` → ``delivered`` | ``rejected``; ``superseded`` retired by a newer version; ``held`` waiting for an
@@ -44,6 +44,10 @@ def _now() -> datetime:
 
 class Base(DeclarativeBase):
     """Declarative base: one ``metadata`` for ``create_all`` now and Alembic's autogenerate later."""
+
+    #: Every model here is mapped to a Table (SQLAlchemy types it as any FromClause), which the store's Core
+    #: inserts and upserts take.
+    __table__: ClassVar[Table]
 
 
 class ResultKey:
@@ -219,13 +223,14 @@ class SiasnOutbox(Base):
 
     ``pending`` until delivered or rejected; a pending (or held) push whose result has been superseded is retired
     (``superseded``) so SI ASN only ever receives the latest result. An incomplete result's pushes start ``held``
-    and wait for an operator (``release`` → pending, ``void`` → void); see sinks/siasn_holds.py.
+    and wait for an operator (``release`` → pending, ``void`` → void); see sinks/siasn/holds.py.
     """
 
     __tablename__ = "siasn_outbox"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending', 'delivered', 'rejected', 'superseded', 'held', 'void')", name="ck_siasn_outbox_status"),
+            "status IN ('pending', 'delivered', 'rejected', 'superseded', 'held', 'void')",
+            name="ck_siasn_outbox_status"),
     )
     nip: Mapped[str] = mapped_column(String(18), primary_key=True)
     activity_id: Mapped[str] = mapped_column(String(64), primary_key=True)

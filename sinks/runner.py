@@ -28,11 +28,12 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from schemas import topics
 from schemas.decode import Rejected, decode_output
+from schemas.kafka_config import client_kwargs
+from schemas.retry import BackoffCursor, RetryPolicy
 from schemas.settings import Settings
-from sinks.store import Record, ResultsStore, one_line
-from streams import metrics
-from streams.kafka import client_kwargs
-
+from sinks.metrics import SinkMetrics, count_by_event_type, default_sink_metrics
+from sinks.quarantine import Record, one_line
+from sinks.store import ResultsStore
 
 log = logging.getLogger("cact.sink")
 SINK_TOPICS = (topics.RESULTS.name, topics.ATTENDANCE.name, topics.DEADLETTER.name)
@@ -50,33 +51,30 @@ def sink_group(settings: Settings) -> str:
     return f"{settings.app_id}-sink"
 
 
-class Backoff:
-    """Delays between attempts during one outage: ``base``, doubling, capped at ``maximum``."""
+class Backoff(BackoffCursor):
+    """Delays between attempts during one outage: ``base``, doubling, capped at ``maximum``.
+
+    The pipeline's retry policy (schemas/retry.py) without jitter: one sink per worker waits for its database,
+    there is no crowd to spread, and an operator reads "doubles up to the maximum" in the docs.
+    """
 
     def __init__(self, base: float = RETRY_BASE_SECONDS, maximum: float = RETRY_MAX_SECONDS) -> None:
         if base <= 0 or maximum < base:
             raise ValueError(f"backoff needs 0 < base <= maximum, got base={base} maximum={maximum}")
+        super().__init__(RetryPolicy(base, maximum, jitter=0))
         self.base, self.maximum = base, maximum
-        self.attempts = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backoff:
         return cls(settings.sink_retry_base_seconds, settings.sink_retry_max_seconds)
 
-    def next_delay(self) -> float:
-        delay = min(self.maximum, self.base * 2 ** min(self.attempts, 62))
-        self.attempts += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempts = 0
-
 
 class StoreHealth:
     """Whether the results store answers: the ``cact_sink_db_up`` gauge and one log line per outage, not per retry."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, metrics: SinkMetrics | None = None) -> None:
         self._clock = clock
+        self.metrics = metrics or default_sink_metrics()
         self.up: bool | None = None  # unknown until the first attempt
         self.down_since = 0.0
         self.retries = 0
@@ -89,18 +87,18 @@ class StoreHealth:
             log.warning("results store unreachable (%s): the sink waits and retries, offsets stay uncommitted",
                         one_line(exc))
         self.up = False
-        metrics.SINK_DB_UP.set(0)
+        self.metrics.db_up.set(0)
 
     def retrying(self) -> None:
         self.retries += 1
-        metrics.SINK_DB_RETRIES.inc()
+        self.metrics.db_retries.inc()
 
     def succeeded(self) -> None:
         if self.up is False:
             log.warning("results store reachable again after %.1f s and %d retries: the sink catches up",
                         self._clock() - self.down_since, self.retries)
         self.up = True
-        metrics.SINK_DB_UP.set(1)
+        self.metrics.db_up.set(1)
 
 
 class Stopped(Exception):
@@ -118,16 +116,20 @@ class Consumer(Protocol):
 
 
 class ResultsSink:
-    """The sink's loop over one consumer and one store; ``sleep`` and ``clock`` are injectable for tests."""
+    """The sink's loop over one consumer and one store; ``sleep`` and ``clock`` are injectable for tests.
+
+    ``metrics``: where it counts (the worker's registry when it runs inside the worker), by default the
+    process's global registry (sinks/metrics.py)."""
 
     def __init__(self, store: ResultsStore, settings: Settings, *, stop: asyncio.Event | None = None,
                  sleep: Sleep | None = None, clock: Callable[[], float] = time.monotonic,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, metrics: SinkMetrics | None = None) -> None:
         self.store, self.settings = store, settings
         self.stop = stop or asyncio.Event()
         self.backoff = backoff or Backoff.from_settings(settings)
         self.commit_backoff = Backoff(self.backoff.base, self.backoff.maximum)
-        self.health = StoreHealth(clock)
+        self.metrics = metrics or default_sink_metrics()
+        self.health = StoreHealth(clock, self.metrics)
         self._sleep = sleep or self._sleep_unless_stopped
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
@@ -160,7 +162,7 @@ class ResultsSink:
     async def prepare(self) -> None:
         """Migrate the store, waiting for it if it is down, and publish how many rows wait in quarantine."""
         await self.until_done(self.store.create_schema)
-        metrics.SINK_QUARANTINE_ROWS.set(await self.until_done(self.store.quarantine_count))
+        self.metrics.quarantine_rows.set(await self.until_done(self.store.quarantine_count))
 
     @staticmethod
     def records(fetched: Mapping[TopicPartition, Sequence[Any]]) -> list[Record]:
@@ -184,7 +186,7 @@ class ResultsSink:
         def write() -> list[dict[str, Any]]:
             started = time.perf_counter()
             written = self.store.write_records(records)
-            metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)  # not the time spent waiting
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)  # not the time spent waiting
             return written
 
         if records:
@@ -197,14 +199,14 @@ class ResultsSink:
                 for q in quarantined:
                     log.error("quarantined %s at %s[%s]@%s: %s (see `cact sink quarantine`)", q["event_type"],
                               q["source_topic"], q["source_partition"], q["source_offset"], q["reason"])
-                metrics.count_by_event_type(metrics.SINK_QUARANTINED, (q["event_type"] for q in quarantined))
-                metrics.SINK_QUARANTINE_ROWS.set(await self.until_done(self.store.quarantine_count))
-            metrics.count_by_event_type(metrics.SINK_ROWS, kept)
-            metrics.SINK_LAG.set(len(records))
+                count_by_event_type(self.metrics.quarantined, (q["event_type"] for q in quarantined))
+                self.metrics.quarantine_rows.set(await self.until_done(self.store.quarantine_count))
+            count_by_event_type(self.metrics.rows, kept)
+            self.metrics.batch_size.set(len(records))
         try:
             await consumer.commit()
         except KafkaError as exc:  # CommitFailedError after a rebalance, a coordinator moving, a broker away
-            metrics.SINK_COMMIT_FAILURES.inc()
+            self.metrics.commit_failures.inc()
             log.warning("offset commit refused (%s): the batch will be written again (idempotent)", one_line(exc))
             self.rewind(consumer, fetched)
             await self._sleep(self.commit_backoff.next_delay())  # a commit that keeps failing is no busy loop
@@ -235,10 +237,10 @@ class ResultsSink:
 
 
 async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, sleep: Sleep | None = None,
-                   backoff: Backoff | None = None) -> None:
+                   backoff: Backoff | None = None, metrics: SinkMetrics | None = None) -> None:
     """Run the sink until ``stop`` is set; it waits for the database rather than failing when it is down."""
     store = ResultsStore(settings.database_url)
-    sink = ResultsSink(store, settings, stop=stop, sleep=sleep, backoff=backoff)
+    sink = ResultsSink(store, settings, stop=stop, sleep=sleep, backoff=backoff, metrics=metrics)
     try:
         try:
             await sink.prepare()

@@ -15,24 +15,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
-    Engine,
     MetaData,
     Table,
     and_,
     case,
-    create_engine,
-    event,
     func,
     literal,
     or_,
@@ -40,13 +34,16 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from schemas import events as ev
 from schemas.domain import AttendanceStatus as St
 from sinks import models as m
+from sinks.engine import json_text as _json
+from sinks.engine import make_engine
+from sinks.quarantine import Record, one_line, python_refusal, quarantine_row
 
 log = logging.getLogger("cact.sink.store")
 
@@ -90,11 +87,6 @@ def _offset_minutes(at: datetime) -> int | None:
     return None if offset is None else int(offset.total_seconds() // 60)
 
 
-def _json(value: Any) -> str:
-    """JSON columns through orjson: the stdlib encoder was the sink's costliest step per result."""
-    return orjson.dumps(value).decode()
-
-
 #: Below this many rows an executemany is as quick as staging them with COPY (PostgreSQL).
 COPY_MIN_ROWS = 20
 _STAGING: dict[str, Table] = {}
@@ -120,127 +112,6 @@ def _chunks(keys: list[Any], size: int = 500) -> list[list[Any]]:
 def _aware(at: datetime) -> datetime:
     """SQLite hands timestamps back naive (they were stored in UTC), PostgreSQL aware: compare them as UTC."""
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-# -------------------------------------------------------------------------------------------------
-# Quarantine: what the sink hands the store, and what it cannot store
-# -------------------------------------------------------------------------------------------------
-
-#: Longest part of a refused record kept in ``sink_quarantine.event_json``: enough to read the event, bounded
-#: so hostile input cannot fill the database; the source position points to the whole record.
-QUARANTINE_JSON_CHARS = 16_384
-_REASON_CHARS = 300
-_STORED_TYPES = (ev.ParticipantScored, ev.AttendanceChanged, ev.SessionSummary, ev.DeadLettered)
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed message: where it came from, its bytes, and its decoded event (or why it has none)."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    event: ev.Event | None = None
-    refusal: str | None = None  # set when there is no event: why the message could not be decoded
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one short line for operators: the driver's message, never SQLAlchemy's SQL and values.
-
-    ``str()`` of a SQLAlchemy error carries the statement and its parameters (NIPs among them), and
-    PostgreSQL's DETAIL line repeats the offending key: only the first line of the original error is kept.
-    """
-    orig = getattr(exc, "orig", None) or exc
-    text = (str(orig).strip().splitlines() or [""])[0]
-    return f"{type(orig).__name__}: {text}"[:_REASON_CHARS].replace("\x00", "\\x00")
-
-
-def _clean(text: str, limit: int) -> str:
-    """Text PostgreSQL accepts (no NUL) and no longer than ``limit``."""
-    return text.replace("\x00", "\\u0000")[:limit]
-
-
-def _python_refusal(e: ev.Event) -> str | None:
-    """What would fail in Python while building the event's rows, checked up front because it costs little.
-
-    An aware datetime near year 1 or 9999 passes validation but has no UTC value (``0001-01-01T00:00+14:00``):
-    ``astimezone`` raises OverflowError. Caught here, the batch needs no bisection for it.
-    """
-    if not isinstance(e, _STORED_TYPES):
-        return f"not an event the results store keeps ({e.event_type})"
-    fields = [("occurred_at", e.occurred_at)]
-    if isinstance(e, ev.SessionSummary):
-        p = e.payload
-        fields += [("starts_at", p.starts_at), ("checkin_closes_at", p.checkin_closes_at), ("ends_at", p.ends_at)]
-    for name, at in fields:
-        try:
-            _utc(at)
-        except (OverflowError, ValueError) as exc:
-            return f"{name} has no UTC value ({at.isoformat()}): {exc}"[:_REASON_CHARS]
-    return None
-
-
-def _identity(r: Record) -> tuple[str | None, str]:
-    """(event id, event type) of a record, from its event or, for an undecodable one, its JSON if any.
-
-    The type is a metric label: a name that is not one of the contract's event types becomes ``unknown``, so
-    hostile input cannot grow the label set.
-    """
-    if r.event is not None:
-        return str(r.event.event_id), r.event.event_type
-    try:
-        doc = orjson.loads(r.value or b"")
-    except orjson.JSONDecodeError:
-        return None, "unknown"
-    if not isinstance(doc, dict):
-        return None, "unknown"
-    event_id, event_type = doc.get("event_id"), doc.get("event_type")
-    return (event_id if isinstance(event_id, str) and len(event_id) <= 36 else None,
-            event_type if isinstance(event_type, str) and event_type in ev.EVENT_TYPES else "unknown")
-
-
-def _quarantine_row(r: Record, reason: str, now: datetime) -> dict[str, Any]:
-    event_id, event_type = _identity(r)
-    value = r.value or b""
-    return {"source_topic": r.topic[:249], "source_partition": r.partition, "source_offset": r.offset,
-            "event_id": event_id, "event_type": event_type, "reason": _clean(reason, 500),
-            "event_json": _clean(value[:QUARANTINE_JSON_CHARS * 4].decode("utf-8", "backslashreplace"),
-                                 QUARANTINE_JSON_CHARS),
-            "event_bytes": len(value), "first_seen_at": now}
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; for SQLite, create the file's folder and set pragmas on every connection.
-
-    WAL lets the operator page and the demo summary read while the sink writes; ``synchronous=NORMAL`` is
-    durable enough under WAL (a crash loses at most uncommitted work, and Kafka offsets are committed only
-    after the batch), ``busy_timeout`` makes a second writer wait instead of failing, and ``foreign_keys``
-    makes SQLite enforce the detail rows' link to their result as PostgreSQL does.
-    """
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        # A host that drops packets would otherwise hang a connect for the OS's minutes, not fail it.
-        timeout = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" and (
-            "connect_timeout" not in parsed.query) else {}
-        return create_engine(url, pool_pre_ping=True, json_serializer=_json, connect_args=timeout)
-    database = parsed.database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-        finally:
-            cursor.close()
-
-    return engine
 
 
 class ResultsStore:
@@ -336,7 +207,9 @@ class ResultsStore:
             return
         cols = list(rows[0])
         staging = _staging_table(table)
-        cursor = conn.connection.driver_connection.cursor()  # the same connection, so the same transaction
+        driver = conn.connection.driver_connection
+        assert driver is not None, "a connection in a transaction holds its DBAPI connection"
+        cursor = driver.cursor()  # the same connection, so the same transaction
         try:
             cursor.execute(f'CREATE TEMPORARY TABLE IF NOT EXISTS "{staging.name}" '
                            f'(LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS')
@@ -352,8 +225,8 @@ class ResultsStore:
     def write_records(self, records: Sequence[Record]) -> list[dict[str, Any]]:
         """Write every record the database accepts and quarantine the others; the new quarantine rows are returned.
 
-        The common path is one ``write_batch``: the cheap checks of ``_python_refusal`` run first, so only a
-        refusal the database alone can see (a string too long for its column, a NUL byte on PostgreSQL, a
+        The common path is one ``write_batch``: the cheap checks of ``python_refusal`` (sinks/quarantine.py) run first,
+        so only a refusal the database alone can see (a string too long for its column, a NUL byte on PostgreSQL, a
         unique constraint a hostile event breaks) costs a bisection, about log2(batch) extra transactions per
         refused event. Halves that succeed are committed as they go; that is safe because every write is an
         idempotent upsert and the outcome does not depend on batch boundaries. An outage (or any error that
@@ -362,7 +235,7 @@ class ResultsStore:
         refused: list[tuple[Record, str]] = []
         good: list[Record] = []
         for r in records:
-            reason = r.refusal if r.event is None else _python_refusal(r.event)
+            reason = r.refusal if r.event is None else python_refusal(r.event)
             if reason is None:
                 good.append(r)
             else:
@@ -388,7 +261,7 @@ class ResultsStore:
     def _quarantine(self, refused: list[tuple[Record, str]]) -> list[dict[str, Any]]:
         """Keep refused records, once per source position: a replayed offset adds nothing and counts nothing."""
         now = datetime.now(UTC)
-        rows = {(r.topic, r.partition, r.offset): _quarantine_row(r, reason, now) for r, reason in refused}
+        rows = {(r.topic, r.partition, r.offset): quarantine_row(r, reason, now) for r, reason in refused}
         q = m.QuarantinedRow.__table__
         with self.engine.begin() as conn:
             known: set[tuple[str, int, int]] = set()

@@ -16,7 +16,7 @@ import os
 import tempfile
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,15 +25,15 @@ from rich.text import Text
 
 from schemas.accreditation import Accreditation, AccreditationError, AccreditationRegistry, installed_path, one_line
 from schemas.domain import PositionTier
+from schemas.errors import CliError
 from schemas.settings import Settings, get_settings
-from streams.errors import CliError
 
 accreditation_app = typer.Typer(help="Accredited institutions (organisers): import a new registry, list it, "
                                      "check an organiser for a tier and date.", no_args_is_help=True)
 console = Console(stderr=True, soft_wrap=True)  # a line stays one line, also in a log or a narrow terminal
 EXIT_NOT_RECOGNISED = 1
 
-OnOption = Annotated[Optional[str], typer.Option("--on", help="Date YYYY-MM-DD (default: today)")]
+OnOption = Annotated[str | None, typer.Option("--on", help="Date YYYY-MM-DD (default: today)")]
 
 
 def _date(value: str | None) -> date:
@@ -129,8 +129,9 @@ def accreditation_import(file: Annotated[Path, typer.Argument(help="Registry CSV
     settings = get_settings()
     new = _load_candidate(file, settings)
     try:
-        old: AccreditationRegistry | None = AccreditationRegistry.from_settings(settings)
-        old_note = f"{old.version} from {old.source}"
+        current = AccreditationRegistry.from_settings(settings)
+        old: AccreditationRegistry | None = current
+        old_note = f"{current.version} from {current.source}"
     except AccreditationError as exc:  # the file in use is broken: importing a good one is the fix
         old, old_note = None, f"none usable ({exc})"
     target = installed_path(settings)

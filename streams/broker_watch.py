@@ -24,7 +24,8 @@ from pathlib import Path
 
 from aiokafka.structs import TopicPartition
 
-from streams import metrics
+from schemas.settings import Settings
+from streams.metrics import WorkerMetrics
 
 log = logging.getLogger("cact.worker")
 
@@ -39,11 +40,20 @@ class Loss:
     log_end: int
 
 
+def marks_path(settings: Settings) -> Path:
+    """Where a worker keeps its marks: its data folder, named for its app (workers sharing a folder merge)."""
+    return settings.data_dir / f"{settings.app_id}-broker-marks.json"
+
+
 class BrokerWatch:
-    def __init__(self, path: Path, end_offsets: EndOffsets, clock: Callable[[], float] = time.time) -> None:
+    """The marks of one worker; ``metrics`` (the worker's) says a loss in ``cact_broker_log_lost``."""
+
+    def __init__(self, path: Path, end_offsets: EndOffsets, clock: Callable[[], float] = time.time, *,
+                 metrics: WorkerMetrics | None = None) -> None:
         self.path = path
         self._end_offsets = end_offsets
         self._clock = clock
+        self._metrics = metrics
         self.marks: dict[tuple[str, int], int] = self._load()
         self._dirty = False
         self.losses: list[Loss] = []
@@ -78,7 +88,8 @@ class BrokerWatch:
             merged[key] = max(mark, merged.get(key, 0))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"saved_at": self._clock(), "marks": [[t, p, o] for (t, p), o in sorted(merged.items())]}))
+        marks = [[t, p, o] for (t, p), o in sorted(merged.items())]
+        tmp.write_text(json.dumps({"saved_at": self._clock(), "marks": marks}))
         os.replace(tmp, self.path)
         self._dirty = False
 
@@ -98,9 +109,10 @@ class BrokerWatch:
                   for tp in tps if tp in ends and ends[tp] < self.marks[(tp.topic, tp.partition)]]
         if losses:
             self.losses = losses
-            metrics.BROKER_LOG_LOST.set(1)
-            for loss in losses:
-                metrics.BROKER_RECORDS_MISSING.labels(topic=loss.topic).inc(loss.processed_up_to - loss.log_end)
+            if (m := self._metrics) is not None:
+                m.broker_log_lost.set(1)
+                for loss in losses:
+                    m.broker_records_missing.labels(topic=loss.topic).inc(loss.processed_up_to - loss.log_end)
             log.error(self.message())
         return losses
 

@@ -47,8 +47,8 @@ def dead_letter(*, topic: str, partition: int, offset: int, key: bytes | None, v
     is dead-lettered on its own, after its record was taken; its id names its place in the record too."""
     raw = value if isinstance(value, (bytes, bytearray)) else b""
     payload = {
-        "reason": reason, "detail": ev.printable(detail, DETAIL_MAX_CHARS), "source_topic": topic, "source_partition": partition,
-        "source_offset": offset,
+        "reason": reason, "detail": ev.printable(detail, DETAIL_MAX_CHARS), "source_topic": topic,
+        "source_partition": partition, "source_offset": offset,
         "key_b64": base64.b64encode(key[:KEY_PREFIX_BYTES]).decode() if isinstance(key, (bytes, bytearray)) else None,
         "value_b64": base64.b64encode(raw[:VALUE_PREFIX_BYTES]).decode(),
         "value_bytes": len(raw), "value_sha256": hashlib.sha256(raw).hexdigest(),

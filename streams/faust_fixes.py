@@ -51,9 +51,9 @@ import logging
 import os
 from typing import Any
 
-from faust.utils.functional import consecutive_numbers
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.utils.functional import consecutive_numbers
 
 log = logging.getLogger("cact.worker")
 _PATCHED = "_cact_seek_stops_flow"

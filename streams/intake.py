@@ -11,8 +11,8 @@ here wrote:
   replayed from its first record with that event parked as ``processing_error``, so state is exactly as if
   the poisoned event had never arrived, and the replay after a crash parks it the same way.
 
-A chunk is the unit of the commit protocol: its outputs and state are sent and acknowledged together by the
-worker (``streams/app.py``), and only then are its records acknowledged to Faust.
+A chunk is the unit of the commit protocol: its outputs and state are sent and acknowledged together
+(``streams/commit.py``), and only then are its records acknowledged to Faust.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ class Intake:
     def _events(self, chunk: Chunk, msg: Any) -> list[tuple[str, str]]:
         """Apply the record's events; returns the (reason, detail) of those refused."""
         failures: list[tuple[str, str]] = []
-        try:  # size and key first: a too-large record is refused unread, a wrongly keyed one sits in the wrong partition
+        # size and key first: a too-large record is refused unread, a wrongly keyed one sits in the wrong partition
+        try:
             decoded_events = list(unpack(decode_event(msg.value, topic=msg.topic, key=msg.key,
                                                       max_bytes=self.max_message_bytes), topic=msg.topic))
         except Rejected as exc:

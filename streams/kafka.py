@@ -1,7 +1,6 @@
-"""Kafka client settings for every library the project uses, and the topic and progress admin it needs.
+"""Faust's broker settings, and the topic and progress admin the worker and the commands need.
 
-One function per client library turns the one Settings object into that library's keyword arguments, so
-SASL/TLS for a secured cluster is configured once, from the environment, for producers, Faust and sinks.
+The client keyword arguments themselves are built in schemas/kafka_config.py, once for every client library.
 
 The admin helpers work on Apache Kafka and on the embedded Tansu broker alike, which shapes them:
 
@@ -11,9 +10,6 @@ The admin helpers work on Apache Kafka and on the embedded Tansu broker alike, w
   high watermarks are taken from a fetch response instead (see :func:`end_offsets`);
 * Tansu creates a topic as soon as a metadata request names it, so topics are only ever described after
   listing what exists.
-
-Nothing here logs: the keyword dicts hold the SASL password in clear (the client libraries need it that
-way), so log them only through :func:`redacted`.
 """
 
 from __future__ import annotations
@@ -27,9 +23,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
-from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import TopicPartition
 
+from schemas.kafka_config import bootstrap_list, client_kwargs, is_sasl, sasl_password
 from schemas.settings import Settings
 from schemas.topics import ALL_TOPICS, INPUT_TOPICS, TopicSpec
 
@@ -37,70 +33,6 @@ from schemas.topics import ALL_TOPICS, INPUT_TOPICS, TopicSpec
 TOPIC_EXISTS = 36
 #: How long ensure_topics waits for new topics to show up in metadata (Kafka propagates asynchronously).
 TOPIC_METADATA_WAIT_SECONDS = 10.0
-_SECRET_KEYS = ("sasl_plain_password",)
-
-
-def _ssl(settings: Settings) -> bool:
-    return settings.kafka_security_protocol in ("SSL", "SASL_SSL")
-
-
-def _sasl(settings: Settings) -> bool:
-    return settings.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
-
-
-def _path(value: object | None) -> str | None:
-    return str(value) if value is not None else None
-
-
-def _password(settings: Settings) -> str | None:
-    return settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
-
-
-def _bootstrap_list(settings: Settings) -> list[str]:
-    return [hp.strip() for hp in settings.bootstrap_servers.split(",") if hp.strip()]
-
-
-def redacted(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of client keyword arguments that is safe to log: the SASL password is masked."""
-    return {k: ("***" if k in _SECRET_KEYS and v is not None else v) for k, v in kwargs.items()}
-
-
-def client_kwargs(settings: Settings) -> dict[str, Any]:
-    """aiokafka consumers, producers and admin clients.
-
-    For SSL protocols an ``ssl_context`` is always built, with the system CAs when no cafile is given:
-    aiokafka refuses SSL without one, and a managed cluster's public certificate needs no cafile.
-    """
-    kw: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers,
-                          "security_protocol": settings.kafka_security_protocol}
-    if _ssl(settings):
-        kw["ssl_context"] = create_ssl_context(
-            cafile=_path(settings.kafka_ssl_cafile),
-            certfile=_path(settings.kafka_ssl_certfile),
-            keyfile=_path(settings.kafka_ssl_keyfile),
-        )
-    if _sasl(settings):
-        kw["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
-        kw["sasl_plain_username"] = settings.kafka_sasl_username
-        kw["sasl_plain_password"] = _password(settings)
-    return kw
-
-
-def kafka_python_kwargs(settings: Settings) -> dict[str, Any]:
-    """kafka-python producers (the lab emitter): same settings, kafka-python's names (``ssl_cafile`` …)."""
-    kw: dict[str, Any] = {"bootstrap_servers": _bootstrap_list(settings),
-                          "security_protocol": settings.kafka_security_protocol}
-    if _ssl(settings):
-        kw.update(ssl_cafile=_path(settings.kafka_ssl_cafile),
-                  ssl_certfile=_path(settings.kafka_ssl_certfile),
-                  ssl_keyfile=_path(settings.kafka_ssl_keyfile))
-    if _sasl(settings):
-        kw.update(sasl_mechanism=settings.kafka_sasl_mechanism or "PLAIN",
-                  sasl_plain_username=settings.kafka_sasl_username,
-                  sasl_plain_password=_password(settings))
-    return kw
-
-
 def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
     """faust.App(...) broker settings: one ``kafka://`` URL per bootstrap server, plus credentials.
 
@@ -109,12 +41,12 @@ def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
     """
     import faust  # imported here: only the worker needs Faust, and it is slow to import
 
-    kw: dict[str, Any] = {"broker": [f"kafka://{hp}" for hp in _bootstrap_list(settings)]}
+    kw: dict[str, Any] = {"broker": [f"kafka://{hp}" for hp in bootstrap_list(settings)]}
     ssl_context = client_kwargs(settings).get("ssl_context")
-    if _sasl(settings):
+    if is_sasl(settings):
         kw["broker_credentials"] = faust.SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=_password(settings),
+            password=sasl_password(settings),
             mechanism=settings.kafka_sasl_mechanism or "PLAIN",
             ssl_context=ssl_context,
         )
@@ -153,7 +85,7 @@ async def probe(settings: Settings, timeout: float) -> list[tuple[str, BaseExcep
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
         return []
-    except (asyncio.TimeoutError, OSError, KafkaError) as exc:
+    except (TimeoutError, OSError, KafkaError) as exc:
         return failures.seen or [(settings.bootstrap_servers, exc)]
     finally:
         await client.close()

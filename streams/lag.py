@@ -8,7 +8,7 @@ Per input partition the lag is ``end - position``:
   true end (measured, docs/operations.md "Freshness and consumer lag"); on Apache Kafka both are the high
   watermark. No fetch yet (the partition was just assigned, or is still paused for table recovery): unknown.
 - **position** is the next offset whose effects are not yet acknowledged: one past the last record this worker
-  finished (outputs and state acknowledged by the broker, ``streams/app.py`` ``finish``), or the group's
+  finished (outputs and state acknowledged by the broker, streams/commit.py), or the group's
   committed offset when that is further (another worker's progress before a rebalance), or the partition's
   first offset when there is neither (a new group reads from the earliest record).
 

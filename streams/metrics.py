@@ -1,4 +1,10 @@
-"""Prometheus metrics of the worker; one registry so /metrics shows processing, dead letters and sinks."""
+"""Prometheus metrics of the worker: processing, dead letters, state, lag, logins (the sink has sinks/metrics.py).
+
+Every metric is registered on a registry the worker is given, never on prometheus_client's global one: the
+worker's ``/metrics`` serves exactly that registry, and a process can build two workers (the unit tests do)
+without one's counters colliding with the other's. The names, labels and help texts are what the alert rules
+(deploy/prometheus/alerts.yml) and the operators' dashboards read: change them there too, or not at all.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +12,24 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from sinks.models import OUTBOX_STATUSES
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
-EVENTS_IN = Counter("cact_events_in_total", "Input events accepted by the worker", ["event_type"])
-DEADLETTERS = Counter("cact_deadletters_total", "Messages sent to the dead-letter topic", ["reason", "source_topic"])
-EMITTED = Counter("cact_events_out_total", "Events emitted by the worker", ["event_type"])
-BATCH_SECONDS = Histogram("cact_batch_seconds", "Time to process one batch of input events",
-                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-STATE_WRITES = Counter("cact_state_writes_total", "Keys written to the state tables")
-SINK_ROWS = Counter("cact_sink_events_total", "Output events written to the results store", ["event_type"])
-SINK_BATCH_SECONDS = Histogram("cact_sink_batch_seconds", "Time to write one batch to the results store")
-SINK_LAG = Gauge("cact_sink_batch_size", "Events in the last batch written to the results store")
-LAB_LAST_EVENT = Gauge("cact_lab_last_event_timestamp_seconds", "Wall-clock time of the last event from a lab",
-                       ["lab_id"])
-BROKER_LOG_LOST = Gauge("cact_broker_log_lost", "1 when the broker no longer holds input this worker processed "
-                        "(its data was lost or topics recreated): the worker has stopped processing")
-BROKER_RECORDS_MISSING = Counter("cact_broker_records_missing_total",
-                                 "Processed input records found missing from the broker's log", ["topic"])
-STATE_KEYS = Gauge("cact_state_keys", "Keys held in the worker's state tables (this worker's partitions)", ["table"])
-HELD_EVENTS = Gauge("cact_held_events", "Lab events held for sessions whose schedule has not arrived (this worker's "
-                    "partitions; judged when it does, dead-lettered state_limit past CACT_HELD_EVENTS_MAX)")
-LABS_NOT_TRACKED = Counter("cact_labs_not_tracked_total",
-                           "Lab events from labs beyond the silent-lab watch's cap (CACT_LABS_TRACKED_MAX)")
+
+def new_registry() -> CollectorRegistry:
+    """A registry carrying what prometheus_client's default one does (process, platform, garbage collector),
+    so a worker's /metrics shows the same ``process_*``/``python_*`` series as before it had a registry of its own."""
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 def count_by_event_type(metric: Counter, event_types: Iterable[str]) -> None:
@@ -40,57 +38,48 @@ def count_by_event_type(metric: Counter, event_types: Iterable[str]) -> None:
         metric.labels(event_type=event_type).inc(n)
 
 
-_SESSION_LABELS = ["session_id", "lab_id", "agency_id", "activity_id"]
+class WorkerMetrics:
+    """The worker's own metrics, on ``registry``; one instance per worker app."""
 
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.events_in = Counter("cact_events_in_total", "Input events accepted by the worker", ["event_type"],
+                                 registry=r)
+        self.deadletters = Counter("cact_deadletters_total", "Messages sent to the dead-letter topic",
+                                   ["reason", "source_topic"], registry=r)
+        self.emitted = Counter("cact_events_out_total", "Events emitted by the worker", ["event_type"], registry=r)
+        self.batch_seconds = Histogram("cact_batch_seconds", "Time to process one batch of input events",
+                                       buckets=BATCH_BUCKETS, registry=r)
+        self.state_writes = Counter("cact_state_writes_total", "Keys written to the state tables", registry=r)
+        self.lab_last_event = Gauge("cact_lab_last_event_timestamp_seconds",
+                                    "Wall-clock time of the last event from a lab", ["lab_id"], registry=r)
+        self.broker_log_lost = Gauge("cact_broker_log_lost", "1 when the broker no longer holds input this worker "
+                                     "processed (its data was lost or topics recreated): the worker has stopped "
+                                     "processing", registry=r)
+        self.broker_records_missing = Counter("cact_broker_records_missing_total",
+                                              "Processed input records found missing from the broker's log",
+                                              ["topic"], registry=r)
+        self.state_keys = Gauge("cact_state_keys", "Keys held in the worker's state tables (this worker's partitions)",
+                                ["table"], registry=r)
+        self.held_events = Gauge("cact_held_events", "Lab events held for sessions whose schedule has not arrived "
+                                 "(this worker's partitions; judged when it does, dead-lettered state_limit past "
+                                 "CACT_HELD_EVENTS_MAX)", registry=r)
+        self.labs_not_tracked = Counter("cact_labs_not_tracked_total", "Lab events from labs beyond the silent-lab "
+                                        "watch's cap (CACT_LABS_TRACKED_MAX)", registry=r)
+        self.login_failures = Counter("cact_web_login_failures_total", "Wrong operator tokens presented to the "
+                                      "worker's pages (the token itself is never logged)", ["method"], registry=r)
+        for method in ("bearer", "form"):  # both series exist from the start: an alert on rate() needs them
+            self.login_failures.labels(method=method)
 
-class AttendanceCollector(Collector):
-    """Attendance counts and no-show rates, read from the results store at scrape time.
-
-    Computed from the store rather than this worker's own partitions, so the numbers are the whole day's. A
-    rate is over participants whose check-in window has closed (sinks/attendance_view.py); a dimension with no
-    closed window yet has no ``cact_no_show_rate`` series at all (not 0: that would read as perfect attendance).
-    """
-
-    def __init__(self, overview: Callable[[], dict[str, Any]]) -> None:
-        self._overview = overview
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        try:
-            data = self._overview()
-        except Exception:  # the store may not exist yet at the first scrape, or the database is down
-            return
-        counts = {c: GaugeMetricFamily(f"cact_attendance_{c}", f"Participants {c.replace('_', ' ')} per session",
-                                       labels=_SESSION_LABELS) for c in ("scheduled", "checked_in", "no_show", "rescheduled")}
-        counts["in_closed_windows"] = GaugeMetricFamily(
-            "cact_attendance_in_closed_windows", "Participants (checked in or no-show) per session whose check-in "
-            "window has closed: the no-show rate's denominator", labels=_SESSION_LABELS)
-        for s in data["sessions"]:
-            for c, family in counts.items():
-                family.add_metric([s["session_id"], s["lab_id"], s["agency_id"], s["activity_id"]], s[c])
-        yield from counts.values()
-        rate = GaugeMetricFamily("cact_no_show_rate", "No-show rate over participants whose check-in window has "
-                                 "closed (no series while none has)", labels=["dimension", "key"])
-        rows = [("overall", "all", data["overall"])]
-        for dim, key in (("agency", "agency_id"), ("lab", "lab_id"), ("activity", "activity_id")):
-            rows += [(dim, row[key], row) for row in data[f"by_{dim}"]]
-        rows += [("session", s["session_id"], s) for s in data["sessions"]]
-        for dim, key, row in rows:
-            if row["no_show_rate"] is not None:
-                rate.add_metric([dim, key], row["no_show_rate"])
-        yield rate
-        active = GaugeMetricFamily("cact_lab_sessions_in_progress", "Sessions in check-in or past it and not closed, "
-                                   "per lab", labels=["lab_id"])
-        silent = GaugeMetricFamily("cact_lab_silent", "1 when a lab with a session in progress is silent", labels=["lab_id"])
-        for lab in data["by_lab"]:
-            active.add_metric([lab["lab_id"]], lab["sessions_in_progress"])
-            silent.add_metric([lab["lab_id"]], 1.0 if lab["silent"] else 0.0)
-        yield active
-        yield silent
-        standing = GaugeMetricFamily("cact_results_current", "Current results by standing (incomplete: held back "
-                                     "from SI ASN; not_recognised: never sent)", labels=["standing"])
-        for name, n in data.get("results", {}).items():
-            standing.add_metric([name], n)
-        yield standing
+    def chunk_committed(self, *, written: int, accepted: Iterable[str], emitted: Iterable[str],
+                        deadletters: Iterable[tuple[str, str]]) -> None:
+        """Count what a chunk did, once the broker has acknowledged it (streams/commit.py)."""
+        self.state_writes.inc(written)
+        count_by_event_type(self.events_in, accepted)
+        count_by_event_type(self.emitted, emitted)
+        for (reason, topic), n in Tally(deadletters).items():
+            self.deadletters.labels(reason=reason, source_topic=topic).inc(n)
 
 
 class ConsumerLagCollector(Collector):
@@ -101,37 +90,10 @@ class ConsumerLagCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         lag = GaugeMetricFamily("cact_consumer_lag_messages", "Input messages this worker has not processed yet, per "
-                                "partition it owns (fetched high watermark minus position)", labels=["topic", "partition"])
+                                "partition it owns (fetched high watermark minus position)",
+                                labels=["topic", "partition"])
         sample = self._latest()
         for p in sample.partitions if sample is not None else ():
             if p.lag is not None:
                 lag.add_metric([p.topic, str(p.partition)], p.lag)
         yield lag
-
-
-class OutboxCollector(Collector):
-    """SI ASN push backlog, read from the outbox at scrape time: what BKN staff watch to trust the push."""
-
-    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
-        self._status = status
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        try:
-            data = self._status()
-        except Exception:
-            return
-        backlog = GaugeMetricFamily("cact_siasn_outbox", "SI ASN pushes by status", labels=["status"])
-        for status in OUTBOX_STATUSES:
-            backlog.add_metric([status], data.get(status, 0))
-        yield backlog
-        yield GaugeMetricFamily("cact_siasn_oldest_pending_age_seconds", "Age of the oldest pending SI ASN push",
-                                value=data["oldest_pending_age_s"])
-
-
-# The results-store sink against refused rows and database outages (sinks/runner.py, docs/operations.md).
-SINK_QUARANTINED = Counter("cact_sink_quarantined_total", "Output events the results store refused and quarantined",
-                           ["event_type"])
-SINK_QUARANTINE_ROWS = Gauge("cact_sink_quarantine_rows", "Rows in the results store's quarantine table")
-SINK_DB_UP = Gauge("cact_sink_db_up", "1 while the sink reaches the results store, 0 during an outage")
-SINK_DB_RETRIES = Counter("cact_sink_db_retries_total", "Attempts the sink repeated because the store was down")
-SINK_COMMIT_FAILURES = Counter("cact_sink_commit_failures_total", "Refused offset commits (the batch comes again)")

@@ -21,9 +21,11 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.blueprint import PACKED_BLANKS, Blueprint, BlueprintRegistry, SectionSpec
-from schemas.decode import Reason, Rejected
+from schemas.blueprint import Blueprint, BlueprintRegistry, SectionSpec
+from schemas.decode import Rejected
 from schemas.domain import SIASN_FIELD, Competency, PositionTier, Purpose, Section
+from schemas.reasons import Reason
+from streams.sheets import options_at
 
 Answers = Mapping[str, str | None]
 
@@ -66,7 +68,7 @@ class ScoringPolicy(BaseModel):
         return self.min_answered.get(section, self.min_answered_per_section)
 
     @model_validator(mode="after")
-    def _complete(self) -> "ScoringPolicy":
+    def _complete(self) -> ScoringPolicy:
         missing = [t.value for t in PositionTier if t not in self.standards]
         if missing:
             raise ValueError(f"standards missing for tiers {missing}")
@@ -83,7 +85,7 @@ class ScoringPolicy(BaseModel):
         return hashlib.sha256(dumped).hexdigest()[:32]
 
     @classmethod
-    def load(cls, path: Path | None) -> "ScoringPolicy":
+    def load(cls, path: Path | None) -> ScoringPolicy:
         return cls() if path is None else cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
 
 
@@ -136,16 +138,10 @@ class SectionOutcome:
 def positional(spec: SectionSpec, answers: Answers | str) -> list[str | None]:
     """A sheet as one option (or None for blank/unanswered) per item position of the section.
 
-    ``answers`` is either item id → option, or the packed form the worker keeps in state: one character per
-    item in blueprint order, ``-`` for blank and ``.`` for not answered (streams/processor.py)."""
+    ``answers`` is either item id → option, or the packed form the worker keeps in state (streams/sheets.py)."""
     if isinstance(answers, str):
-        if len(answers) != len(spec.item_ids):
-            raise ValueError(f"a packed {spec.section.value} sheet has {len(spec.item_ids)} characters, not {len(answers)}")
-        return list(map(_UNPACKED.get, answers, answers))
+        return options_at(spec, answers)
     return list(map(answers.get, spec.item_ids))
-
-
-_UNPACKED: dict[str, str | None] = {c: None for c in PACKED_BLANKS}
 
 
 def score_section(spec: SectionSpec, answers: Answers | str, completion: str) -> SectionOutcome:
@@ -156,7 +152,7 @@ def score_section(spec: SectionSpec, answers: Answers | str, completion: str) ->
     plan = spec.scoring_plan
     options = positional(spec, answers)
     # An option the current key no longer has (after a key correction), or a blank, scores 0.
-    weights = list(map(dict.get, plan.weights, options, repeat(0.0)))
+    weights = list(map(dict.get, plan.weights, options, repeat(0.0)))  # type: ignore[arg-type]  # a blank's None: 0.0
     answered = len(options) - options.count(None)
     raw_total = max_total = 0.0
     subtests: dict[str, tuple[float, int]] = {}
@@ -170,7 +166,8 @@ def score_section(spec: SectionSpec, answers: Answers | str, completion: str) ->
     return SectionOutcome(
         section=spec.section, score=score, level=level_for(score, spec.cut_scores), answered=answered,
         items=plan.items, completion=completion, subtests=subtests,
-        competencies={c: (reduce(add, map(weights.__getitem__, plan.competency_positions[c]), 0.0), plan.competency_max[c])
+        competencies={c: (reduce(add, map(weights.__getitem__, plan.competency_positions[c]), 0.0),
+                          plan.competency_max[c])
                       for c in plan.competency_max},
     )
 
@@ -180,7 +177,8 @@ def score_section(spec: SectionSpec, answers: Answers | str, completion: str) ->
 # --------------------------------------------------------------------------------------------------
 
 
-def standards_for(policy: ScoringPolicy, tier: PositionTier, overrides: Mapping[Competency, int] | None) -> dict[Competency, int]:
+def standards_for(policy: ScoringPolicy, tier: PositionTier,
+                  overrides: Mapping[Competency, int] | None) -> dict[Competency, int]:
     base = policy.standards[tier]
     return {c: (overrides or {}).get(c, base) for c in Competency}
 
@@ -273,7 +271,8 @@ def score_participant(
     comps = []
     for code in Competency:
         raw, max_raw = mansoskul.competencies[code]
-        comps.append(CompetencyOutcome(code, raw, max_raw, level_for(percent(raw, max_raw), blueprint.competency_cut_scores), standards[code]))
+        level = level_for(percent(raw, max_raw), blueprint.competency_cut_scores)
+        comps.append(CompetencyOutcome(code, raw, max_raw, level, standards[code]))
     value = jpm({c.code: c.level for c in comps}, standards, policy.jpm_formula)
     return Outcome(sections=sections, competencies=comps, jpm=value, category=category(value, purpose, policy),
                    potential=potential)

@@ -18,8 +18,9 @@ import asyncio
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-import orjson
 from faust.types import EventT, TableT
+
+from streams.state_codec import encode, private_copy
 
 
 class TableOverlay(MutableMapping[str, dict[str, Any]]):
@@ -35,11 +36,11 @@ class TableOverlay(MutableMapping[str, dict[str, Any]]):
             raise KeyError(key)
         return value
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         if key not in self._cache:
             stored = self._table.get(key)
             # A private copy: the table's in-memory value must not change before the batch's outputs are acked.
-            self._cache[key] = orjson.loads(orjson.dumps(stored)) if stored is not None else None
+            self._cache[key] = private_copy(stored) if stored is not None else None
         value = self._cache[key]
         return default if value is None else value
 
@@ -62,12 +63,13 @@ class TableOverlay(MutableMapping[str, dict[str, Any]]):
         then to the table's memory; returns how many keys.
 
         Each key goes to the changelog partition of the event that changed it (the input partition: tables
-        are co-partitioned with the input topics, as Faust does it). The records are JSON, the codec the app
-        gives Faust's recovery. ``producer`` is Faust's producer (``app.producer``)."""
+        are co-partitioned with the input topics, as Faust does it). The records are JSON
+        (``streams/state_codec.py``), the codec the app gives Faust's recovery. ``producer`` is Faust's
+        producer (``app.producer``)."""
         if not self._dirty:
             return 0
         topic = self._table.changelog_topic.get_topic_name()
-        pending = [await producer.send(topic, orjson.dumps(key), orjson.dumps(self._cache[key]),
+        pending = [await producer.send(topic, encode(key), encode(self._cache[key]),
                                        event.message.partition, None, None)
                    for key, event in self._dirty.items()]
         await asyncio.gather(*pending)

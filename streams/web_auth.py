@@ -1,7 +1,7 @@
 """The operator token in front of the worker's pages (docs/operations.md, "Web surface and credentials").
 
 Why a module of its own: who may read the operator page and ``/attendance.json`` is a security boundary, so
-its rules are plain functions here, tested without a server (tests/unit/streams/test_web_auth.py); app.py
+its rules are plain functions here, tested without a server (tests/unit/streams/test_web_auth.py); pages.py
 only wires them to routes. The rules:
 
 - One shared secret, the operator token: ``CACT_OPERATOR_TOKEN``, or ``CACT_OPERATOR_TOKEN_FILE`` (which
@@ -56,11 +56,6 @@ PRIVATE_HEADERS: Mapping[str, str] = {"Cache-Control": "no-store", "X-Frame-Opti
                                       "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 _COOKIE_CONTEXT = b"cact-operator-cookie-v1"
 
-LOGIN_FAILURES = Counter("cact_web_login_failures_total",
-                         "Wrong operator tokens presented to the worker's pages (the token itself is never logged)",
-                         ["method"])
-for _method in ("bearer", "form"):
-    LOGIN_FAILURES.labels(method=_method)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -259,12 +254,13 @@ def refusal(outcome: Access, *, as_json: bool, next_path: str) -> Reply:
                  headers=headers)
 
 
-def login(token: str | None, presented: str, next_path: str | None, *, secure: bool) -> Reply:
-    """The login form's answer: a cookie and a redirect, or the form again with a 401."""
+def login(token: str | None, presented: str, next_path: str | None, *, secure: bool, failures: Counter) -> Reply:
+    """The login form's answer: a cookie and a redirect, or the form again with a 401 (counted in ``failures``,
+    ``cact_web_login_failures_total`` of the worker's metrics, streams/metrics.py)."""
     if token is None:
         return refusal(Access.NO_TOKEN, as_json=False, next_path=safe_next(next_path))
     if not presented or not token_matches(presented, token):
-        LOGIN_FAILURES.labels(method="form").inc()
+        failures.labels(method="form").inc()
         return Reply(401, login_page(message="Token salah / wrong token", next_path=safe_next(next_path)),
                      headers=dict(PRIVATE_HEADERS))
     return Reply(303, headers={**PRIVATE_HEADERS, "Location": safe_next(next_path),
@@ -292,15 +288,16 @@ def is_secure(request: Any) -> bool:
     return bool(getattr(request, "secure", False)) or request.headers.get("X-Forwarded-Proto", "") == "https"
 
 
-def guarded(token: OperatorToken, *, as_json: bool) -> Callable[[Handler], Handler]:
-    """Wrap a page handler so that only a request carrying the operator token reaches it."""
+def guarded(token: OperatorToken, *, as_json: bool, failures: Counter) -> Callable[[Handler], Handler]:
+    """Wrap a page handler so that only a request carrying the operator token reaches it; a wrong token is
+    counted in ``failures`` (``cact_web_login_failures_total``)."""
 
     def wrap(handler: Handler) -> Handler:
         @wraps(handler)
         async def page(view: Any, request: Any) -> Any:
             outcome = access(token.current(), request.headers.get("Authorization"), request.cookies.get(COOKIE_NAME))
             if outcome is Access.WRONG:
-                LOGIN_FAILURES.labels(method="bearer").inc()
+                failures.labels(method="bearer").inc()
             if outcome is not Access.GRANTED:
                 return respond(view, refusal(outcome, as_json=as_json, next_path=request.path_qs))
             response = await handler(view, request)
@@ -312,7 +309,7 @@ def guarded(token: OperatorToken, *, as_json: bool) -> Callable[[Handler], Handl
     return wrap
 
 
-def login_view(token: OperatorToken) -> type[View]:
+def login_view(token: OperatorToken, *, failures: Counter) -> type[View]:
     """``/login``: GET shows the form, POST checks it (form fields ``token`` and ``next``)."""
 
     class LoginPage(View):
@@ -327,7 +324,7 @@ def login_view(token: OperatorToken) -> type[View]:
             presented, next_path = form.get("token", ""), form.get("next")
             return respond(self, login(token.current(), presented.strip() if isinstance(presented, str) else "",
                                        next_path if isinstance(next_path, str) else None,
-                                       secure=is_secure(request)))
+                                       secure=is_secure(request), failures=failures))
 
     return LoginPage
 

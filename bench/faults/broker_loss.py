@@ -21,14 +21,14 @@ from typing import Any
 
 from bench.faults.compare import store_snapshot
 from bench.faults.processes import fresh_dir
+from cact.processes import WorkerProcess, consumer_groups
 from producers.daysender import delivery_plan
 from producers.emitter import LabEmitter
 from producers.simulator import SimDay
 from schemas.settings import Settings, settings_env
 from sinks.store import ResultsStore
-from streams.app import broker_marks_path
 from streams.broker import EmbeddedBroker, free_port
-from streams.demo import WorkerProcess, consumer_groups
+from streams.broker_watch import marks_path as broker_marks_path
 from streams.kafka import ensure_topics, group_lag, wait_until_consumed
 
 
@@ -99,12 +99,13 @@ def run(day: SimDay, tmp: Path, database_url: str, *, lose_broker: bool, drain_t
                      lambda: metric(settings.worker_web_port, "cact_broker_log_lost") == 1.0, 60, worker)
             assert worker.alive(), "the worker stays up to say so"
             resend = subprocess.run(
-                [sys.executable, "-m", "streams.cli", "lab", "resend", "--since",
+                [sys.executable, "-m", "cact.cli", "lab", "resend", "--since",
                  time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(started - 60)), "--timeout", "120"],
                 env={**os.environ, **settings_env(settings)}, capture_output=True, text=True, timeout=180)
             assert resend.returncode == 0, resend.stdout + resend.stderr
             time.sleep(3 * settings.broker_check_seconds)  # a halted worker must stay halted: nothing processed
-            lag = asyncio.run(group_lag(settings, settings.app_id, [t for t in consumer_groups(settings)[settings.app_id]]))
+            lag = asyncio.run(
+                group_lag(settings, settings.app_id, [t for t in consumer_groups(settings)[settings.app_id]]))
             seen["lag_while_halted"] = lag
             seen["still_lost"] = metric(settings.worker_web_port, "cact_broker_log_lost")
             worker.stop()

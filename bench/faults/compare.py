@@ -216,7 +216,8 @@ def check_outbox(snapshot: Snapshot) -> list[str]:
             want = {"counted": "delivered", "incomplete": "held", "not_recognised": None}[standing]
             if want is None:
                 if o is not None:
-                    problems.append(f"{standing} result {_who(r)} v{r['result_version']}: a {kind} push is in the outbox")
+                    problems.append(
+                        f"{standing} result {_who(r)} v{r['result_version']}: a {kind} push is in the outbox")
             elif o is None:
                 problems.append(f"result {_who(r)} v{r['result_version']}: no {kind} push in the outbox")
             elif o["status"] != want:
@@ -236,7 +237,7 @@ def check_outbox(snapshot: Snapshot) -> list[str]:
 def _kompetensi_content(rec: Row) -> Row:
     if "payload" in rec:  # an outbox row
         return {"nip": rec["nip"], "tahun": rec["payload"].get("tahun"), **rec["payload"]["levels"]}
-    from sinks.siasn_client import KOMPETENSI_FIELDS
+    from sinks.siasn.wire import KOMPETENSI_FIELDS
 
     return {"nip": rec["nipBaru"], "tahun": rec.get("tahun"), **{k: rec[k] for k in KOMPETENSI_FIELDS if k in rec}}
 
@@ -244,7 +245,7 @@ def _kompetensi_content(rec: Row) -> Row:
 def _potensi_content(rec: Row) -> Row:
     if "payload" in rec:
         return {"nip": rec["nip"], **rec["payload"]["scores"]}
-    from sinks.siasn_client import POTENSI_FIELDS
+    from sinks.siasn.wire import POTENSI_FIELDS
 
     return {"nip": rec["nipBaru"], **{k: rec[k] for k in POTENSI_FIELDS if k in rec}}
 

@@ -36,16 +36,17 @@ from sqlalchemy import create_engine, text
 
 from bench.faults.compare import Snapshot, emulator_snapshot, store_snapshot
 from bench.faults.processes import Exit, PipelineProcess, Supervisor, fresh_dir
+from cact.processes import consumer_groups, siasn_env, wait_until_pushed
 from producers.daysender import delivery_plan, send_day
 from producers.simulator import SimConfig, SimDay, build_day
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
+from schemas.kafka_config import client_kwargs
 from schemas.settings import Settings
-from sinks.siasn_emulator import EmulatorConfig, EmulatorThread
+from sinks.siasn.emulator import EmulatorConfig, EmulatorThread
 from sinks.store import ResultsStore
 from streams.broker import EmbeddedBroker, free_port
-from streams.demo import consumer_groups, siasn_env, wait_until_pushed
-from streams.kafka import client_kwargs, ensure_topics, wait_until_consumed
+from streams.kafka import ensure_topics, wait_until_consumed
 
 PG_ADMIN_URL = os.environ.get("CACT_FAULTS_PG_ADMIN_URL",
                               os.environ.get("CACT_TEST_PG_ADMIN_URL",
@@ -163,7 +164,7 @@ class Pipeline:
     def processes(self) -> list[PipelineProcess]:
         return [*self.workers, *([self.sink] if self.sink else [])]
 
-    def __enter__(self) -> "Pipeline":
+    def __enter__(self) -> Pipeline:
         try:
             self._start()
         except BaseException:
@@ -264,7 +265,7 @@ class Pipeline:
         except Exception:
             return None
 
-    def send_in_background(self, day: SimDay, send_seconds: float) -> "Sender":
+    def send_in_background(self, day: SimDay, send_seconds: float) -> Sender:
         return Sender(self.settings, day, send_seconds).start()
 
     def drain(self, timeout: float) -> str | None:
@@ -327,7 +328,7 @@ class Sender:
         except BaseException as exc:
             self.error = exc
 
-    def start(self) -> "Sender":
+    def start(self) -> Sender:
         self._thread.start()
         return self
 

@@ -37,7 +37,7 @@ from producers.simulator import SimDay
 from schemas import events as ev
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import Reason
+from schemas.reasons import Reason
 
 DEADLETTER, ACCEPTED, CAPPED = "deadletter", "accepted", "accepted_or_state_limit"
 INTAKE, DECODE, PROCESS = "intake", "decode", "process"
@@ -111,7 +111,8 @@ FIELD_TYPES: dict[str, str] = {
     "payload": _DICT, "session_id": _STR, "activity_id": _STR, "agency_id": _STR, "agency_name": _STR,
     "starts_at": _STR, "checkin_closes_at": _STR, "ends_at": _STR, "blueprint_id": _STR, "purpose": _STR,
     "seats": _INT, "nip": _STR, "name": _STR, "position_tier": _STR, "standard_levels": _DICT,
-    "rescheduled_from": _STR, "home_agency_id": _STR, "home_activity_id": _STR, "home_purpose": _STR, "organiser_id": _STR, "from_session_id": _STR,
+    "rescheduled_from": _STR, "home_agency_id": _STR, "home_activity_id": _STR, "home_purpose": _STR,
+    "organiser_id": _STR, "from_session_id": _STR,
     "to_session_id": _STR, "reason": _STR, "blueprint_version": _STR, "seat": _STR, "section": _STR,
     "answers": _LIST, "completion": _STR, "events": _LIST,
 }
@@ -252,7 +253,8 @@ class _Ctx:
         r = self.rng
         while True:
             year = r.randint(1970, 1999)
-            nip = f"{year}{r.randint(1, 12):02d}{r.randint(1, 28):02d}{year + 25}{r.randint(1, 12):02d}{r.choice('12')}{r.randint(0, 999):03d}"
+            nip = (f"{year}{r.randint(1, 12):02d}{r.randint(1, 28):02d}"
+                   f"{year + 25}{r.randint(1, 12):02d}{r.choice('12')}{r.randint(0, 999):03d}")
             if nip not in self.t.nips:
                 return nip
 
@@ -336,7 +338,8 @@ def invalid_utf8(ctx: _Ctx) -> HostileRecord:
     raw = dumps_raw(data)
     at = raw.index(b'"lab_id":"') + len(b'"lab_id":"')
     bad = ctx.rng.choice((b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\x80"))
-    return _rec(ctx, "invalid_utf8", data, {Reason.BAD_JSON}, raw=raw[:at] + bad + raw[at:], note=f"bytes {bad!r} in lab_id")
+    return _rec(ctx, "invalid_utf8", data, {Reason.BAD_JSON}, raw=raw[:at] + bad + raw[at:],
+                note=f"bytes {bad!r} in lab_id")
 
 
 def lone_surrogate(ctx: _Ctx) -> HostileRecord:
@@ -569,7 +572,8 @@ def huge_number(ctx: _Ctx) -> HostileRecord:
 
 def control_characters(ctx: _Ctx) -> HostileRecord:
     """NUL and escape codes in free text: PostgreSQL refuses NUL, terminals obey escapes."""
-    name = ctx.rng.choice(("ParticipantScheduled", "SessionScheduled", "ParticipantCheckedIn", "ParticipantUnscheduled"))
+    name = ctx.rng.choice(
+        ("ParticipantScheduled", "SessionScheduled", "ParticipantCheckedIn", "ParticipantUnscheduled"))
     data = ctx.template(name)
     leaf = {"ParticipantScheduled": "name", "SessionScheduled": "agency_name", "ParticipantCheckedIn": "seat",
             "ParticipantUnscheduled": "reason"}[name]
@@ -683,7 +687,8 @@ def wrong_key(ctx: _Ctx) -> HostileRecord:
     """A valid event keyed by something else than its session: it went to the wrong partition."""
     data = ctx.template(ctx.rng.choice(("ParticipantCheckedIn", "SectionStarted", "SessionClosed")))
     data["payload"]["session_id"] = ctx.stranger_session()
-    key = ctx.rng.choice((_odd_key(ctx), ctx.plan().session_id.encode(), data["payload"]["session_id"].lower().encode()))
+    key = ctx.rng.choice(
+        (_odd_key(ctx), ctx.plan().session_id.encode(), data["payload"]["session_id"].lower().encode()))
     if key == data["payload"]["session_id"].encode():
         key = None
     return _rec(ctx, "wrong_key", data, {Reason.WRONG_KEY}, key=key, tags={STATE_GROWTH},
@@ -825,8 +830,9 @@ def unknown_references(ctx: _Ctx) -> HostileRecord:
         reason = Reason.UNKNOWN_BLUEPRINT
     elif what == "session":
         data = {"event_id": ctx.uid(), "event_type": "RescoreRequested", "schema_version": 1, "occurred_at": at,
-                "lab_id": "bkn-operator", "payload": {"session_id": ctx.stranger_session(), "activity_id": plan.activity_id,
-                                                      "blueprint_id": plan.blueprint_id, "blueprint_version": "1"}}
+                "lab_id": "bkn-operator",
+                "payload": {"session_id": ctx.stranger_session(), "activity_id": plan.activity_id,
+                            "blueprint_id": plan.blueprint_id, "blueprint_version": "1"}}
         # on the schedule topic, as a lab could send it: refused for its topic before its session is looked up
         return _rec(ctx, "unknown_references", data, {Reason.WRONG_TOPIC}, topic=SCHEDULE, note=what)
     else:
@@ -855,7 +861,8 @@ def _field_kind(how: str) -> Callable[[_Ctx], HostileRecord]:
 #: a few hundred MB (each kind still appears once in the first ``len(KINDS)`` records).
 KINDS: dict[str, tuple[Callable[[_Ctx], HostileRecord], float]] = {
     "random_bytes": (random_bytes, 4), "empty_value": (empty_value, 1), "truncated_json": (truncated_json, 4),
-    "invalid_utf8": (invalid_utf8, 2), "lone_surrogate": (lone_surrogate, 1), "non_finite_number": (non_finite_number, 1),
+    "invalid_utf8": (invalid_utf8, 2), "lone_surrogate": (lone_surrogate, 1),
+    "non_finite_number": (non_finite_number, 1),
     "not_an_object": (not_an_object, 2), "deep_nesting": (deep_nesting, 0.5),
     "deep_nesting_in_fields": (deep_nesting_in_fields, 0.5), "unknown_event_type": (unknown_event_type, 2),
     "unsupported_schema_version": (unsupported_schema_version, 1), "wrong_topic": (wrong_topic, 2),

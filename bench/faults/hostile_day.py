@@ -36,16 +36,16 @@ from bench.faults.hostile import DAY_SAFE_KINDS, HostileRecord, iter_hostile
 from bench.faults.hostile_stream import HostileStream, account
 from bench.faults.processes import fresh_dir
 from bench.faults.reference import check_against_truth
+from cact.processes import WorkerProcess, consumer_groups
 from producers.daysender import delivery_plan
 from producers.emitter import LabEmitter
 from producers.simulator import SimConfig, build_day
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import Reason
+from schemas.reasons import Reason
 from schemas.settings import Settings, settings_env
 from sinks.store import ResultsStore
 from streams.broker import EmbeddedBroker, free_port
-from streams.demo import WorkerProcess, consumer_groups
 from streams.kafka import ensure_topics, wait_until_consumed
 
 
@@ -124,7 +124,7 @@ def run_hostile_day(workdir: Path, database_url: str, *, participants: int, host
         worker = WorkerProcess(settings, workdir / "worker.log")
         env = {**os.environ, **settings_env(settings)}
         sink_log = (workdir / "sink.log").open("ab")
-        sink = subprocess.Popen([sys.executable, "-m", "streams.cli", "sink"], env=env, stdout=sink_log,
+        sink = subprocess.Popen([sys.executable, "-m", "cact.cli", "sink"], env=env, stdout=sink_log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             stream = _send(settings, day, records, progress)
@@ -143,8 +143,8 @@ def run_hostile_day(workdir: Path, database_url: str, *, participants: int, host
             report.vanished = [f"{kind}: {n}" for kind, n in fates["vanished_by_kind"].items()]
             report.wrong_reason = [f"{what}: {n}" for what, n in fates["other_reason"].items()]
             report.valid_dead_lettered = len(rest["deadletters"])
-            report.valid_letters = [f"{d['source_topic']}[{d['source_partition']}]@{d['source_offset']}: {d['reason']}: "
-                                    f"{str(d['detail'])[:160]}" for d in rest["deadletters"][:8]]
+            report.valid_letters = [f"{d['source_topic']}[{d['source_partition']}]@{d['source_offset']}: "
+                                    f"{d['reason']}: {str(d['detail'])[:160]}" for d in rest["deadletters"][:8]]
             report.truth_problems = [p for p in check_against_truth(day, rest) if "dead letters" not in p]
         finally:
             worker.stop()

@@ -19,8 +19,8 @@ from typing import Any
 from kafka import KafkaProducer
 
 from bench.faults.compare import Snapshot
+from schemas.kafka_config import kafka_python_kwargs
 from schemas.settings import Settings
-from streams.kafka import kafka_python_kwargs
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,11 @@ class HostileStream:
                                   meta.offset))
         pending.clear()
 
-    def start(self) -> "HostileStream":
+    def start(self) -> HostileStream:
         self._thread.start()
         return self
 
-    def join(self, timeout: float | None = None) -> "HostileStream":
+    def join(self, timeout: float | None = None) -> HostileStream:
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise TimeoutError(f"the hostile stream was still sending after {timeout} s")

@@ -141,7 +141,7 @@ class KillLoop:
         except BaseException as exc:  # reported by join(): a broken kill loop must fail the scenario
             self.error = exc
 
-    def start(self) -> "KillLoop":
+    def start(self) -> KillLoop:
         self._thread = threading.Thread(target=self._run_recording, name=f"kill-loop-{self.target.role}",
                                         daemon=True)
         self._thread.start()

@@ -64,7 +64,7 @@ def _tail(path: Path, chars: int = 2000) -> str:
 
 
 class PipelineProcess:
-    """``python -m streams.cli <command>`` in its own process group, restartable; thread-safe."""
+    """``python -m cact.cli <command>`` in its own process group, restartable; thread-safe."""
 
     def __init__(self, role: str, command: str, settings: Settings, log_dir: Path,
                  extra_env: Mapping[str, str] | None = None) -> None:
@@ -112,7 +112,7 @@ class PipelineProcess:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._log_path = self.log_dir / f"{self.role}-{self.incarnation}.log"
             with self._log_path.open("ab") as log:
-                self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", self.command], env=self.env,
+                self.proc = subprocess.Popen([sys.executable, "-m", "cact.cli", self.command], env=self.env,
                                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                              start_new_session=True)
             self._started_at = time.monotonic()

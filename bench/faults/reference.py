@@ -145,7 +145,7 @@ class ScenarioResult:
             parts.append(f"  … {len(self.outbox_problems) - first} more outbox/SI ASN problems")
         diff = format_diffs(self.diffs, first)
         if diff:
-            parts.append("  differences from the reference (first %d per table):" % first)
+            parts.append(f"  differences from the reference (first {first} per table):")
             parts += ["    " + line for line in diff.splitlines()]
         return "\n".join(parts)
 

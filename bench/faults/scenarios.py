@@ -33,7 +33,7 @@ from bench.faults.harness import Pipeline, RunResult, Sender, Size, day_messages
 from bench.faults.killer import Kill, KillLoop
 from bench.faults.load import CpuHog
 from bench.faults.reference import References, ScenarioResult, verdict
-from sinks.siasn_emulator import EmulatorConfig
+from sinks.siasn.emulator import EmulatorConfig
 
 Scenario = Callable[..., ScenarioResult]
 

@@ -27,9 +27,10 @@ from producers.spool import spool_status
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
 from schemas.events import Event
+from schemas.kafka_config import client_kwargs
 from schemas.settings import Settings
 from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import client_kwargs, ensure_topics
+from streams.kafka import ensure_topics
 
 pytestmark = pytest.mark.broker
 REPO = Path(__file__).resolve().parents[3]
@@ -180,20 +181,20 @@ def test_lab_send_reports_bad_lines_and_sends_the_rest(pipeline_kafka: Settings,
     path.write_bytes(b"\n".join(lines) + b"\n")
     env = {**os.environ, "CACT_KAFKA_BOOTSTRAP_SERVERS": pipeline_kafka.bootstrap_servers,
            "CACT_LAB_SPOOL_PATH": str(spool), "COLUMNS": "160"}
-    sent = subprocess.run([sys.executable, "-m", "streams.cli", "lab", "send", str(path), "--timeout", "120"],
+    sent = subprocess.run([sys.executable, "-m", "cact.cli", "lab", "send", str(path), "--timeout", "120"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert sent.returncode == 1, sent.stderr
     assert "line 4: invalid_nip" in sent.stderr and "line 11: bad_json" in sent.stderr
     assert "30 events spooled" in sent.stderr and "2 invalid lines not sent" in sent.stderr
     assert_delivered_in_order(read_back(pipeline_kafka, len(good)), good)
 
-    status = subprocess.run([sys.executable, "-m", "streams.cli", "lab", "status", "--json"], cwd=REPO, env=env,
+    status = subprocess.run([sys.executable, "-m", "cact.cli", "lab", "status", "--json"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert (report["pending"], report["sent"], report["failed"]) == (0, 30, 0)
     assert sum(g["sent"] for g in report["groups"] if g["topic"] == topics.SCHEDULE.name) == sum(
         1 for e in good if e.topic is topics.SCHEDULE)
-    table = subprocess.run([sys.executable, "-m", "streams.cli", "lab", "status"], cwd=REPO, env=env,
+    table = subprocess.run([sys.executable, "-m", "cact.cli", "lab", "status"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=120)
     assert table.returncode == 0 and "ParticipantScheduled" in table.stdout and "total" in table.stdout

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,9 +29,10 @@ from producers.simulator import SimConfig, build_day
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
 from schemas.events import Event
+from schemas.kafka_config import client_kwargs
 from schemas.settings import Settings
 from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import client_kwargs, ensure_topics
+from streams.kafka import ensure_topics
 
 pytestmark = pytest.mark.broker
 REPO = Path(__file__).resolve().parents[3]
@@ -84,7 +85,7 @@ def unique(held: Records) -> Records:
 def resend(settings: Settings, spool: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CACT_KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
            "CACT_LAB_SPOOL_PATH": str(spool), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "streams.cli", "lab", "resend", *args, "--timeout", "120"],
+    return subprocess.run([sys.executable, "-m", "cact.cli", "lab", "resend", *args, "--timeout", "120"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -98,7 +99,8 @@ def send_day(settings: Settings, day: list[Event]) -> Records:
     position = {e.to_bytes(): i for i, e in enumerate(day)}
     for recs in held.values():  # each partition in the order the lab sent its events
         assert [position[v] for _, v in recs] == sorted(position[v] for _, v in recs)
-        assert all(k == json.loads(v)["payload"].get("session_id", json.loads(v)["payload"].get("from_session_id")).encode()
+        assert all(k == json.loads(v)["payload"].get("session_id",
+                                                     json.loads(v)["payload"].get("from_session_id")).encode()
                    for k, v in recs)
     return held
 
@@ -107,7 +109,7 @@ def test_resend_since_restores_a_restarted_memory_broker_exactly(tmp_path: Path)
     spool = tmp_path / "lab-spool.db"
     port = free_port()
     day = exam_day(participants=10, seed=21)
-    started = datetime.now(timezone.utc).astimezone().replace(microsecond=0)
+    started = datetime.now(UTC).astimezone().replace(microsecond=0)
     with EmbeddedBroker("127.0.0.1", port, log_path=tmp_path / "broker-1.log") as first:
         settings = first.settings(Settings(kafka_bootstrap_servers=first.bootstrap, lab_spool_path=spool))
         held = send_day(settings, day)
@@ -119,10 +121,11 @@ def test_resend_since_restores_a_restarted_memory_broker_exactly(tmp_path: Path)
         done = resend(settings, spool, "--since", started.isoformat())
         assert done.returncode == 0, done.stderr
         flat = " ".join(done.stderr.split())
-        assert f"{len(day)} acknowledged events sent from" in flat and f"all {len(day)} resent events acknowledged" in flat
+        assert (f"{len(day)} acknowledged events sent from" in flat
+                and f"all {len(day)} resent events acknowledged" in flat)
         assert unique(records(settings, len(day))) == held
 
-        status = subprocess.run([sys.executable, "-m", "streams.cli", "lab", "status", "--json", "--spool", str(spool)],
+        status = subprocess.run([sys.executable, "-m", "cact.cli", "lab", "status", "--json", "--spool", str(spool)],
                                 cwd=REPO, capture_output=True, text=True, timeout=120)
         report = json.loads(status.stdout)
         assert (report["pending"], report["sent"], report["resendable"]) == (0, len(day), len(day))

@@ -24,7 +24,7 @@ def test_simulate_writes_the_truth_and_sends_the_day(pipeline_kafka: Settings, t
     truth_file = tmp_path / "truth.json"
     env = {**os.environ, **settings_env(pipeline_kafka)}
     proc = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "simulate", "--participants", "60", "--seed", "7", "--malformed", "3",
+        [sys.executable, "-m", "cact.cli", "simulate", "--participants", "60", "--seed", "7", "--malformed", "3",
          "--duplicates", "0.05", "--clock-skew", "kanreg-iv-makassar=120", "--truth", str(truth_file)],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -37,7 +37,8 @@ def test_simulate_writes_the_truth_and_sends_the_day(pipeline_kafka: Settings, t
     assert sum(truth.deadletter_reasons().values()) == 3
 
     offsets = asyncio.run(end_offsets(pipeline_kafka, [
-        TopicPartition(t.name, n) for t in (topics.SCHEDULE, topics.LAB) for n in range(pipeline_kafka.topic_partitions)]))
+        TopicPartition(t.name, n)
+        for t in (topics.SCHEDULE, topics.LAB) for n in range(pipeline_kafka.topic_partitions)]))
     events = len(same_day.schedule) + len(same_day.lab)
     assert sum(offsets.values()) > events + 3  # every event, the malformed ones, and the duplicates on top
     out = proc.stdout + proc.stderr

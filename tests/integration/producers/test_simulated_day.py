@@ -15,6 +15,7 @@ from aiokafka import TopicPartition
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cact.processes import WorkerProcess, consumer_groups
 from producers.daysender import DUPLICATE, MALFORMED, SPOOLED, send_day
 from producers.simulator import SimConfig, build_day
 from producers.truth import GroundTruth
@@ -24,7 +25,6 @@ from schemas.blueprint import SAMPLE_DIR, BlueprintRegistry
 from schemas.settings import Settings
 from sinks.models import Attendance, DeadLetter
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups
 from streams.kafka import end_offsets, wait_until_consumed
 
 CONFIG = SimConfig(

@@ -1,6 +1,6 @@
 """The contract corpus judged by ajv: a second, independent validator (Node.js, draft 2020-12, ajv-formats
 asserting ``format``) must give every instance the Python reference's verdict, and the decoder must agree
-with it modulo the rules of schemas/rules.py (tests/unit/schemas/contract_corpus.py).
+with it modulo the rules of schemas/rules.py (tests/support/contract_corpus.py).
 
 A vendor validating in JavaScript then gets the pipeline's answer. One ``node`` run judges the whole corpus;
 ``make ajv`` installs the pinned ajv (tests/contract_js/package-lock.json), and ``make test`` runs it first.
@@ -11,16 +11,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "schemas"))  # the corpus's home
-import contract_corpus as cc  # noqa: E402
-
-from schemas.export import DEFAULT_DIR  # noqa: E402
+from schemas.export import DEFAULT_DIR
+from support import contract_corpus as cc
 
 JS_DIR = Path(__file__).resolve().parents[2] / "contract_js"
 
@@ -39,7 +36,8 @@ def installed_as_locked() -> bool:
 def ajv_verdicts(corpus_path: Path) -> list[dict[str, object]]:
     node = shutil.which("node")
     if node is None or not installed_as_locked():
-        pytest.fail("ajv is missing or not the locked version: run `make ajv` (Node.js, then `npm ci` in tests/contract_js)")
+        pytest.fail("ajv is missing or not the locked version: run `make ajv` (Node.js, then `npm ci` in "
+                    "tests/contract_js)")
     done = subprocess.run([node, str(JS_DIR / "validate.mjs"), str(DEFAULT_DIR), str(corpus_path)],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0 and not done.stderr, f"validate.mjs failed ({done.returncode}): {done.stderr[-2000:]}"
@@ -59,7 +57,8 @@ def ajv(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
 def test_ajv_gives_every_instance_the_reference_verdict(ajv: list[dict[str, object]]) -> None:
     differ = [(case, ref, got) for case, ref, got in zip(cc.corpus(), cc.reference_verdicts(), ajv, strict=True)
               if got["valid"] is not ref]
-    shown = "\n".join(f"{c.name} [{c.label}] python {'valid' if r else 'invalid'}, ajv {g}: {json.dumps(c.instance)[:200]}"
+    shown = "\n".join(f"{c.name} [{c.label}] python {'valid' if r else 'invalid'}, ajv {g}: "
+                      f"{json.dumps(c.instance)[:200]}"
                       for c, r, g in differ[:10])
     assert not differ, f"{len(differ)} of {len(ajv)} instances judged differently:\n{shown}"
 

@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sinks.siasn_client import KOMPETENSI_FIELDS, SiasnClient, SiasnRejected, SiasnUnavailable
-from sinks.siasn_emulator import (API_PREFIX, EmulatorConfig, EmulatorThread, Faults, nip_of, pns_id_of,
-                                  start_emulator)
+from sinks.siasn.client import SiasnClient
+from sinks.siasn.emulator import API_PREFIX, EmulatorConfig, EmulatorThread, Faults, nip_of, pns_id_of, start_emulator
+from sinks.siasn.errors import SiasnRejected, SiasnUnavailable
+from sinks.siasn.wire import KOMPETENSI_FIELDS
 
 NIP_A, NIP_B, NIP_C = "199001012015031001", "198505122010012002", "197712302003121003"
 LEVELS = dict(zip(KOMPETENSI_FIELDS, [3, 4, 2, 5, 3, 1, 4, 3, 2], strict=True))
@@ -60,7 +61,8 @@ def test_holds_answers_whether_siasn_has_exactly_this_result(emulator: EmulatorT
     """What the outbox asks before re-sending a push a crashed worker may already have delivered."""
     async def scenario() -> list[bool]:
         async with SiasnClient(emulator.client_config(**FAST)) as client:
-            before = [await client.holds_kompetensi(NIP_A, LEVELS, tahun=2026), await client.holds_potensi(NIP_A, POTENSI)]
+            before = [await client.holds_kompetensi(NIP_A, LEVELS, tahun=2026),
+                      await client.holds_potensi(NIP_A, POTENSI)]
             await client.save_kompetensi(NIP_A, LEVELS, tahun=2026)
             await client.save_potensi(NIP_A, POTENSI)
             return before + [
@@ -193,7 +195,7 @@ def test_emulator_validates_saves_and_answers_both_envelopes(emulator: EmulatorT
     async def scenario() -> list[httpx.Response]:
         async with SiasnClient(emulator.client_config(**FAST)) as client:
             pns = await client.pns_id(NIP_A)
-            gateway, sso = await client._tokens()
+            gateway, sso = await client._tokens.current()
         headers = {"Authorization": f"Bearer {gateway}", "Auth": f"bearer {sso}"}
         base = emulator.url + API_PREFIX
         async with httpx.AsyncClient(headers=headers) as raw:

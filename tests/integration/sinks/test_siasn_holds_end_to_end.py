@@ -16,13 +16,13 @@ import sys
 from typing import Any
 
 import pytest
-from siasn_hold_cases import NIP_A, NIP_B, NIP_C, HoldCases
 
 from schemas.nip import mask_nip
-from sinks.siasn_client import SiasnClient, SiasnRejected, SiasnUnavailable
-from sinks.siasn_emulator import EmulatorThread
-from sinks.siasn_push import OutboxPusher, outbox_status, pushed_results
+from sinks.siasn.client import SiasnClient
+from sinks.siasn.emulator import EmulatorThread
+from sinks.siasn.push import OutboxPusher, outbox_status, pushed_results
 from sinks.store import ResultsStore
+from support.hold_scenarios import NIP_A, NIP_B, NIP_C, HoldCases
 
 NIP_D, NIP_E = "199104042019021004", "198806062012121005"
 ACT = "ACT-2026-11"
@@ -31,14 +31,14 @@ ACT = "ACT-2026-11"
 def cact(database: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CACT_DATABASE_URL": database, "COLUMNS": "200", "USER": "ops-makassar",
            "LOGNAME": "ops-makassar"}
-    return subprocess.run([sys.executable, "-m", "streams.cli", "siasn", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cact.cli", "siasn", *args], env=env, capture_output=True,
                           text=True, timeout=60)
 
 
 def push_until_idle(store: ResultsStore, emu: EmulatorThread) -> None:
     async def run() -> None:
         async with SiasnClient(emu.client_config(rate_per_s=0)) as client:
-            pusher = OutboxPusher(store, client, rejected_exc=SiasnRejected, unavailable_exc=SiasnUnavailable)
+            pusher = OutboxPusher(store, client)
             while await pusher.push_once():
                 pass
     asyncio.run(run())

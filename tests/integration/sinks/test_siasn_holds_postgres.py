@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from siasn_hold_cases import HOLD_SCENARIOS, HoldCases, reset
 
 from sinks.store import ResultsStore
+from support.database import reset
+from support.hold_scenarios import HOLD_SCENARIOS, HoldCases
 
 pytestmark = pytest.mark.postgres
 

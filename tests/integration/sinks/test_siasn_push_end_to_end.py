@@ -22,15 +22,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cact.processes import WorkerProcess, consumer_groups, siasn_env, wait_until_pushed
+from producers.daysender import send_day
 from producers.simulator import SimConfig, SimDay, TruthParticipant, build_day
 from schemas.blueprint import SAMPLE_DIR, BlueprintRegistry
 from schemas.settings import Settings, settings_env
 from sinks import models as m
-from sinks.siasn_client import SiasnClient
-from sinks.siasn_emulator import EmulatorThread, Faults
-from sinks.siasn_push import outbox_status, pushed_results
+from sinks.siasn.client import SiasnClient
+from sinks.siasn.emulator import EmulatorThread, Faults
+from sinks.siasn.push import outbox_status, pushed_results
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups, send_day, siasn_env, wait_until_pushed
 from streams.kafka import wait_until_consumed
 
 
@@ -51,7 +52,7 @@ def reference_potential(bp: dict[str, Any], t: TruthParticipant) -> dict[str, fl
 
 def cli(settings: Settings, *args: str) -> str:
     env = {**os.environ, **settings_env(settings)}
-    out = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "cact.cli", *args], env=env, capture_output=True, text=True,
                          timeout=60, check=True)
     return out.stdout
 
@@ -60,7 +61,8 @@ def worker_metrics(settings: Settings) -> str:
     return httpx.get(f"http://{settings.worker_web_host}:{settings.worker_web_port}/metrics", timeout=10).text
 
 
-def saved_in_siasn(emu: EmulatorThread, nips: list[str]) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+def saved_in_siasn(
+        emu: EmulatorThread, nips: list[str]) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     async def read() -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
         async with SiasnClient(emu.client_config(rate_per_s=0)) as client:
             return {n: (await client.read_kompetensi(n), await client.read_potensi(n)) for n in nips}
@@ -138,7 +140,7 @@ def test_outage_token_expiry_and_rejections_end_to_end(pipeline_kafka: Settings,
         # The operator fixes the records in SI ASN and sends the rejected pushes again.
         emu.set_faults(reject_nips=[])
         assert f"{len(rows)} rejected pushes are pending again" in " ".join(
-            subprocess.run([sys.executable, "-m", "streams.cli", "siasn", "retry", "--rejected"],
+            subprocess.run([sys.executable, "-m", "cact.cli", "siasn", "retry", "--rejected"],
                            env={**os.environ, **settings_env(settings)}, capture_output=True, text=True,
                            timeout=60, check=True).stderr.split())
         worker = WorkerProcess(settings, tmp_path / "worker-2.log", extra_env={**siasn_env(emu), **env})

@@ -23,17 +23,14 @@ from sqlalchemy.exc import ProgrammingError
 
 from bench.faults.tcp_proxy import TcpProxy
 from schemas.events import Event
+from schemas.kafka_config import client_kwargs
 from schemas.settings import Settings
 from sinks import models as m
 from sinks.runner import SINK_TOPICS, Backoff, run_sink, sink_group
-from streams.kafka import client_kwargs, group_lag
+from streams.kafka import group_lag
+from support.store_scenarios import nip
 
 T0 = datetime(2026, 11, 3, 8, 0, tzinfo=timezone(timedelta(hours=7)))
-
-
-def nip(serial: int) -> str:
-    """A valid PNS NIP (as tests/conftest.py builds them; conftest modules are not importable)."""
-    return f"199001012015031{serial:03d}"
 
 
 def metric(name: str) -> float:

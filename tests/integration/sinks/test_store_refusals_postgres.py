@@ -2,7 +2,7 @@
 
 SQLite accepts a string longer than its column and a NUL byte in text; PostgreSQL refuses both (and a NUL
 escaped inside JSONB), on the executemany path and on the COPY path, where psycopg's errors arrive without
-SQLAlchemy's wrapping. The scenarios shared with SQLite are in tests/conftest.py (``StoreCases``).
+SQLAlchemy's wrapping. The scenarios shared with SQLite are in tests/support/store_scenarios.py (``StoreCases``).
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ from sqlalchemy.engine import make_url
 
 from bench.faults.tcp_proxy import TcpProxy
 from schemas import topics
-from sinks.store import Record, ResultsStore
+from sinks.quarantine import Record
+from sinks.store import ResultsStore
+from support.store_scenarios import nip
 
 pytestmark = pytest.mark.postgres
-
-
-def nip(serial: int) -> str:
-    """A valid PNS NIP (as tests/conftest.py builds them; conftest modules are not importable)."""
-    return f"199001012015031{serial:03d}"
 
 
 @pytest.fixture

@@ -15,12 +15,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from cact.processes import WorkerProcess, consumer_groups
+from producers.daysender import send_day
 from producers.simulator import SimConfig, build_day
 from schemas.blueprint import BlueprintRegistry
 from schemas.settings import Settings, settings_env
 from sinks.attendance_view import attendance_overview
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups, send_day
 from streams.kafka import wait_until_consumed
 
 OPERATOR_TOKEN = "attendance-day-operator-token-3c7d"
@@ -87,7 +88,7 @@ def test_attendance_day_matches_ground_truth(pipeline_kafka: Settings, pg_databa
     # the no-show list for rescheduling, as CSV
     agency = max(truth, key=lambda a: truth[a]["no_show"])
     env = {**os.environ, **settings_env(settings)}
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "attendance", "no-shows", "--agency", agency], env=env,
+    proc = subprocess.run([sys.executable, "-m", "cact.cli", "attendance", "no-shows", "--agency", agency], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     listed = {r["nip"] for r in csv.DictReader(io.StringIO(proc.stdout))}

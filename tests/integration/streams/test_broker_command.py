@@ -24,7 +24,7 @@ from streams.kafka import partition_counts
 def test_broker_command_serves_topics_and_stops_on_signal(sig: signal.Signals) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "broker", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "cact.cli", "broker", "--port", str(port)], env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -46,7 +46,7 @@ def test_broker_command_serves_topics_and_stops_on_signal(sig: signal.Signals) -
 @pytest.mark.broker
 def test_demo_stops_everything_it_started_on_ctrl_c(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CACT_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--workdir", str(tmp_path / "d")],
+    proc = subprocess.Popen([sys.executable, "-m", "cact.cli", "demo", "--workdir", str(tmp_path / "d")],
                             env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path)
     assert proc.stderr is not None
     lines = []

@@ -24,11 +24,11 @@ from aiokafka.structs import TopicPartition
 from kafka import KafkaProducer
 
 from schemas import topics
+from schemas.kafka_config import client_kwargs, kafka_python_kwargs
 from schemas.settings import Settings
 from schemas.topics import TopicSpec
 from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import (client_kwargs, end_offsets, ensure_topics, group_lag, kafka_python_kwargs,
-                           partition_counts, wait_until_consumed)
+from streams.kafka import end_offsets, ensure_topics, group_lag, partition_counts, wait_until_consumed
 
 pytestmark = pytest.mark.broker
 

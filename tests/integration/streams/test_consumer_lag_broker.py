@@ -12,9 +12,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from schemas.kafka_config import client_kwargs
 from schemas.settings import Settings
 from schemas.topics import TopicSpec
-from streams.kafka import client_kwargs, ensure_topics
+from streams.kafka import ensure_topics
 from streams.lag import lag_of
 
 BATCH = 10

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from cact.processes import WorkerProcess, consumer_groups
 from producers.daysender import send_day
 from producers.simulator import SimConfig, build_day
 from schemas.blueprint import SAMPLE_DIR, BlueprintRegistry
 from schemas.settings import Settings
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups
 from streams.kafka import wait_until_consumed
 
 

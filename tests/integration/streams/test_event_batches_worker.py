@@ -14,14 +14,15 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import create_engine, select
 
+from cact.processes import WorkerProcess, consumer_groups
 from producers.batching import batch_events, envelope
 from producers.simulator import SimConfig, build_day
 from schemas.blueprint import SAMPLE_DIR, BlueprintRegistry
+from schemas.kafka_config import client_kwargs
 from schemas.settings import Settings
 from sinks import models as m
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups
-from streams.kafka import client_kwargs, wait_until_consumed
+from streams.kafka import wait_until_consumed
 
 
 async def send(settings: Settings, messages: list[tuple[str, str, bytes]]) -> None:
@@ -49,7 +50,8 @@ def test_a_day_in_event_batches_is_scored_and_bad_events_are_dead_lettered_with_
     session_id = checkin["payload"]["session_id"]
     bad_nip = {**checkin, "event_id": "00000000-0000-4000-8000-0000000000b1",
                "payload": {**checkin["payload"], "nip": "12345"}}
-    sheet = next(e for e in events if e["event_type"] == "SectionSubmitted" and e["payload"]["session_id"] == session_id)
+    sheet = next(e for e in events
+                 if e["event_type"] == "SectionSubmitted" and e["payload"]["session_id"] == session_id)
     bad_item = {**sheet, "event_id": "00000000-0000-4000-8000-0000000000b2",
                 "payload": {**sheet["payload"], "answers": [{"item_id": "NO-SUCH-ITEM", "option": "A"}]}}
     mixed = envelope(session_id, [checkin, bad_nip, bad_item], lab_id=checkin["lab_id"],

@@ -23,11 +23,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-import httpx
-
+from cact.processes import WorkerProcess, consumer_groups
+from producers.daysender import send_day
 from producers.simulator import CHECKIN_OPENS_MINUTES, SimConfig, SimDay, build_day
 from schemas import events as ev
 from schemas.blueprint import BlueprintRegistry
@@ -35,7 +36,6 @@ from schemas.events import SessionClosed, SessionScheduled
 from schemas.settings import Settings
 from sinks.attendance_view import attendance_overview
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups, send_day
 from streams.kafka import wait_until_consumed
 
 CHROMIUM = "/usr/bin/chromium"
@@ -465,7 +465,8 @@ def test_mid_day_rates_count_closed_windows_and_the_page_says_how_far_behind_it_
                     closed = sum(truth.states[p.session_id] in ("window_closed", "closed") for p in plans)
                     assert page.locator(f'[data-testid="agency-{agency}-sessions_closed"]').inner_text() == \
                         f"{closed} of {len(plans)}"
-                    assert page.locator(f'[data-testid="agency-{agency}-name"] .name').inner_text() == plans[0].agency_name
+                    assert page.locator(f'[data-testid="agency-{agency}-name"] .name').inner_text() == \
+                        plans[0].agency_name
                 page.screenshot(path=str(tmp_path / "operator-mid-day.png"), full_page=True)
 
                 # ---- filter and sort ------------------------------------------------------------------

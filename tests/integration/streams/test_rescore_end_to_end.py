@@ -22,6 +22,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cact.processes import WorkerProcess, consumer_groups
+from producers.daysender import send_day
 from producers.simulator import SimConfig, SimDay, build_day
 from schemas.blueprint import SAMPLE_DIR, BlueprintRegistry
 from schemas.nip import mask_nip
@@ -29,7 +31,6 @@ from schemas.settings import Settings, settings_env
 from schemas.topics import CONTROL
 from sinks.models import DeadLetter, Result
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups, send_day
 from streams.kafka import wait_until_consumed
 
 #: A day where pemprov-aceh (two cact-full sessions of its own) has participants who sat susulan in other
@@ -59,7 +60,7 @@ def rescore(settings: Settings, activity: str, blueprint: Path, *args: str,
     environ.update(settings_env(settings), COLUMNS="250", **env)  # the tables' rows on one line each
     assert "CACT_BLUEPRINT_DIR" not in environ  # the shipped blueprint folder
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "rescore", "--activity", activity, "--blueprint",
+    proc = subprocess.run([sys.executable, "-m", "cact.cli", "rescore", "--activity", activity, "--blueprint",
                            str(blueprint), "--reason", "key of MSK-M1-001 corrected", "--wait-seconds", "240", *args],
                           env=environ, capture_output=True, text=True, timeout=300)
     return proc, time.monotonic() - started
@@ -89,7 +90,8 @@ def test_rescore_moves_exactly_the_activitys_results_wherever_they_were_sat(
         guests = {k for k, r in before.items() if r["session_id"] in own and k[1] != ACTIVITY}
         other_test = {k for k, r in mine.items() if r["blueprint_id"] != "cact-full"}
         assert len(away) >= 3 and len(guests) >= 2 and len(other_test) == 1, (len(away), len(guests), other_test)
-        assert all(r.get("host_activity_id") not in (None, ACTIVITY) for r in mine.values() if r["session_id"] not in own)
+        assert all(r.get("host_activity_id") not in (None, ACTIVITY)
+                   for r in mine.values() if r["session_id"] not in own)
         assert {r["result_version"] for r in before.values()} == {1}
 
         upload = tmp_path / "upload" / "cact-full-corrected.json"
@@ -104,7 +106,8 @@ def test_rescore_moves_exactly_the_activitys_results_wherever_they_were_sat(
         assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
         assert (settings.blueprint_corrections_dir / "cact-full-2026.2.json").read_text() == upload.read_text()
         assert sorted(p.name for p in SAMPLE_DIR.glob("*.json")) == ["cact-full.json", "mansoskul-only.json"]
-        assert f"asked the workers to rescore {len(on_full)} results of {ACTIVITY} in {len(sessions)} sessions" in proc.stderr
+        assert (f"asked the workers to rescore {len(on_full)} results of {ACTIVITY} in {len(sessions)} sessions"
+                in proc.stderr)
         assert f"{len(on_full)} of {len(on_full)}" in proc.stdout and "mansoskul-only: 1" in proc.stdout
 
         after = current(store)

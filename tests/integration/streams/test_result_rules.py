@@ -1,6 +1,6 @@
 """Issue 14 on the real pipeline (embedded broker, a worker process, PostgreSQL, the SI ASN emulator): where a
 result is filed and whether it counts, checked result by result against the simulator's truth and the tests'
-own re-implementation of docs/scoring.md and docs/accreditation.md (tests/integration/conftest.py).
+own re-implementation of docs/scoring.md and docs/accreditation.md (tests/support/independent_scorer.py).
 
 (a) susulan across agencies and purposes are filed at home, categorised by the home purpose;
 (b) a checked-in participant who answers nothing is ``incomplete``: stored, its pushes held, SI ASN untouched
@@ -27,15 +27,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cact.processes import WorkerProcess, consumer_groups, siasn_env, wait_until_pushed
+from producers.daysender import send_day
 from producers.simulator import SimConfig, SimDay, build_day
 from producers.truth import GroundTruth, TruthParticipant
 from schemas.blueprint import SAMPLE_DIR, BlueprintRegistry
 from schemas.domain import PositionTier
 from schemas.settings import Settings, settings_env
 from sinks import models as m
-from sinks.siasn_emulator import EmulatorThread
+from sinks.siasn.emulator import EmulatorThread
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups, send_day, siasn_env, wait_until_pushed
 from streams.kafka import wait_until_consumed
 
 BLUEPRINTS = {p.stem: json.loads(p.read_text()) for p in SAMPLE_DIR.glob("*.json")}
@@ -107,7 +108,8 @@ def test_susulan_results_are_filed_at_home_with_the_home_category(pipeline_kafka
     # each activity has exactly the results of its own people, wherever they sat
     assert Counter(r["activity_id"] for r in results.values()) == Counter(
         t.activity_id for t in truth.participants.values() if t.attended_anywhere)
-    assert len({(r["nip"], r["activity_id"]) for r in results.values()}) == len({r["result_id"] for r in results.values()})
+    assert len({(r["nip"], r["activity_id"]) for r in results.values()}) == len(
+        {r["result_id"] for r in results.values()})
 
 
 def _organised_day() -> tuple[SimConfig, SimDay]:
@@ -122,7 +124,7 @@ def _organised_day() -> tuple[SimConfig, SimDay]:
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env={**os.environ, **settings_env(settings)},
+    return subprocess.run([sys.executable, "-m", "cact.cli", *args], env={**os.environ, **settings_env(settings)},
                           capture_output=True, text=True, timeout=60)
 
 
@@ -139,7 +141,8 @@ def test_blank_sheets_are_held_and_unaccredited_sessions_never_reach_siasn(pipel
     store = ResultsStore(pg_database)
     with EmulatorThread() as emu:
         # pipeline_kafka names the shipped registry, the one IndependentAccreditation reads
-        assert settings.accreditation_file is not None and settings.accreditation_file.samefile(accreditation_rule.SHIPPED)
+        assert (settings.accreditation_file is not None
+                and settings.accreditation_file.samefile(accreditation_rule.SHIPPED))
         worker = WorkerProcess(settings, tmp_path / "worker.log", extra_env={
             **siasn_env(emu), "CACT_ACCREDITATION_CATEGORY_TIERS": json.dumps(CATEGORY_TIERS)})
         try:

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from cact.processes import WorkerProcess, consumer_groups
+from producers.daysender import send_day
 from producers.simulator import SimConfig, SimDay, build_day
 from schemas.blueprint import SAMPLE_DIR, BlueprintRegistry
 from schemas.settings import Settings, settings_env
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups, send_day
 from streams.kafka import wait_until_consumed
 
 # ---- the pipeline ---------------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ def test_500_participants_scored_replayed_and_rescored(pipeline_kafka: Settings,
     worker = WorkerProcess(settings, tmp_path / "worker-rescore.log")
     try:
         env = {**os.environ, **settings_env(settings)}
-        proc = subprocess.run([sys.executable, "-m", "streams.cli", "rescore", "--activity", activity, "--blueprint",
+        proc = subprocess.run([sys.executable, "-m", "cact.cli", "rescore", "--activity", activity, "--blueprint",
                                str(corrected), "--wait-seconds", "240"], env=env, capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:] + (tmp_path / "worker-rescore.log").read_text()[-2000:]
@@ -109,6 +110,7 @@ def test_500_participants_scored_replayed_and_rescored(pipeline_kafka: Settings,
         assert observed(r) == reference(fixed, t)
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
+
     from sinks.models import Result
     with Session(store.engine) as s:
         old = s.scalar(select(func.count()).select_from(Result).where(Result.activity_id == activity,

@@ -15,9 +15,9 @@ from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
+from schemas.kafka_config import client_kwargs
 from schemas.settings import Settings
 from streams import faust_fixes
-from streams.kafka import client_kwargs
 
 RECORDS = 300
 

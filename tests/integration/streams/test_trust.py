@@ -21,16 +21,17 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cact.processes import WorkerProcess, consumer_groups
 from producers.simulator import SCHEDULER_ID, SimConfig, build_day
 from schemas import events as ev
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
 from schemas.domain import AttendanceStatus as St
+from schemas.kafka_config import client_kwargs
 from schemas.settings import Settings
 from sinks import models as m
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups
-from streams.kafka import client_kwargs, wait_until_consumed
+from streams.kafka import wait_until_consumed
 
 TOKEN = "trust-test-operator-token"
 

@@ -22,13 +22,14 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from cact.processes import WorkerProcess, consumer_groups
+from producers.daysender import send_day
 from producers.simulator import SimConfig, build_day
 from schemas.blueprint import BlueprintRegistry
 from schemas.events import ParticipantScheduled
 from schemas.settings import Settings, settings_env
 from sinks.store import ResultsStore
 from streams.broker import EmbeddedBroker, free_port
-from streams.demo import WorkerProcess, consumer_groups, send_day
 from streams.kafka import wait_until_consumed
 
 TOKEN = "first-operator-token-4f1c9a7e2b"
@@ -213,7 +214,7 @@ def test_a_standalone_sinks_metrics_listen_where_configured(pipeline_kafka: Sett
                                                  "sink_metrics_port": port})
     env = {**clean_env(), **settings_env(settings)}
     with (tmp_path / "sink.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "sink"], env=env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "cact.cli", "sink"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_until(lambda: answers(f"http://127.0.0.1:{port}/metrics"), "the sink's /metrics answers",
@@ -226,7 +227,7 @@ def test_a_standalone_sinks_metrics_listen_where_configured(pipeline_kafka: Sett
 def test_the_siasn_emulator_listens_on_loopback_by_default(tmp_path: Path) -> None:
     port = free_port()
     with (tmp_path / "emulator.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "siasn-emulator", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "cact.cli", "siasn-emulator", "--port", str(port)],
                                 env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             stats = f"http://127.0.0.1:{port}/_emulator/stats"

@@ -7,23 +7,24 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 
+from cact.processes import WorkerProcess, consumer_groups
+from producers.daysender import send_day
 from producers.simulator import SimConfig, build_day
 from schemas.blueprint import BlueprintRegistry
-from schemas.domain import AttendanceStatus as St
 from schemas.settings import Settings, settings_env
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups, send_day
 from streams.kafka import wait_until_consumed
+
 
 @pytest.mark.broker
 @pytest.mark.postgres
-def test_worker_scores_tracks_attendance_and_dead_letters(pipeline_kafka: Settings, pg_database: str, tmp_path: Path) -> None:
+def test_worker_scores_tracks_attendance_and_dead_letters(
+        pipeline_kafka: Settings, pg_database: str, tmp_path: Path) -> None:
     settings = pipeline_kafka.model_copy(update={"database_url": pg_database})
     day = build_day(SimConfig(participants=90, seats=30, malformed=3, seed=11), BlueprintRegistry.from_dir())
     worker = WorkerProcess(settings, tmp_path / "worker.log")
@@ -57,7 +58,7 @@ def test_sink_in_its_own_process(pipeline_kafka: Settings, pg_database: str, tmp
     day = build_day(SimConfig(participants=60, seats=30, malformed=1, seed=5), BlueprintRegistry.from_dir())
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     log = (tmp_path / "sink.log").open("ab")
-    sink = subprocess.Popen([sys.executable, "-m", "streams.cli", "sink"], env={**os.environ, **settings_env(settings)},
+    sink = subprocess.Popen([sys.executable, "-m", "cact.cli", "sink"], env={**os.environ, **settings_env(settings)},
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         send_day(settings, day)
@@ -76,7 +77,7 @@ def test_sink_in_its_own_process(pipeline_kafka: Settings, pg_database: str, tmp
 @pytest.mark.broker
 def test_cact_demo_json_agrees_with_the_simulation(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CACT_", "KAFKA_"))}
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--json", "--participants", "60",
+    proc = subprocess.run([sys.executable, "-m", "cact.cli", "demo", "--json", "--participants", "60",
                            "--workdir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=300,
                           env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bench.faults.tcp_proxy import TcpProxy
+from cact.processes import WorkerProcess, consumer_groups
 from producers.daysender import send_day
 from producers.simulator import SimConfig, build_day
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
 from schemas.settings import Settings
 from sinks.store import ResultsStore
-from streams.demo import WorkerProcess, consumer_groups
 from streams.kafka import wait_until_consumed
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]

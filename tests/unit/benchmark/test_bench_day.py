@@ -64,21 +64,24 @@ def test_results_are_appended_to_the_doc_under_one_header(tmp_path: Path) -> Non
 
 def test_count_answers_reads_plain_events_and_batches() -> None:
     plain = {"event_type": "SectionSubmitted", "payload": {"answers": [{"item_id": "a", "option": "A"}] * 3}}
-    batch = {"event_type": "EventBatch", "payload": {"events": [plain, {"event_type": "SectionStarted", "payload": {}}]}}
+    batch = {"event_type": "EventBatch",
+             "payload": {"events": [plain, {"event_type": "SectionStarted", "payload": {}}]}}
     assert count_answers(orjson.dumps(plain)) == (1, 3)
     assert count_answers(orjson.dumps(batch)) == (2, 3)
 
 
-def test_the_domain_only_phase_runs_the_sampled_sessions_whole_and_refuses_a_broken_day(registry: BlueprintRegistry) -> None:
-    from schemas.settings import Settings
+def test_the_domain_only_phase_runs_the_sampled_sessions_whole_and_refuses_a_broken_day(
+        registry: BlueprintRegistry) -> None:
     from bench.run import domain_only
+    from schemas.settings import Settings
 
     day = DayGenerator(registry.get("cact-full"), seed=5).day(95)  # type: ignore[arg-type]
     messages = day_messages(day, 50)
     seen: list[int] = []
     out = domain_only(Settings(), day, messages, 60, seen.append)
     assert out["participants"] == 60  # the first two sessions of 30, schedule and lab events alike
-    assert len(seen) == sum(1 for _, key, _ in messages if key in {"B-00001", "B-00002"}) and out["cpu_ms_per_participant"] > 0
+    assert (len(seen) == sum(1 for _, key, _ in messages if key in {"B-00001", "B-00002"})
+            and out["cpu_ms_per_participant"] > 0)
     topic, key, raw = messages[0]
     broken = [(topic, key, raw.replace(b'"position_tier":"', b'"position_tier":"x'))] + messages[1:]
     with pytest.raises(RuntimeError, match="broke the contract"):

@@ -152,6 +152,7 @@ def test_broker_loss_compares_dead_letters_whatever_order_the_labs_resent_in() -
     from bench.faults.broker_loss import _reasons
 
     before = [{"reason": "unknown_item", "detail": "item 'X-1' is not in any loaded blueprint"}]
-    after = [{"reason": "unknown_item", "detail": "held until the schedule arrived: item 'X-1' is not in any loaded blueprint"}]
+    after = [{"reason": "unknown_item",
+              "detail": "held until the schedule arrived: item 'X-1' is not in any loaded blueprint"}]
     assert _reasons(after) == _reasons(before)
     assert _reasons([{"reason": "unknown_option", "detail": before[0]["detail"]}]) != _reasons(before)

@@ -12,17 +12,7 @@ import random
 import pytest
 
 from bench.faults.killer import KillLoop, kill_schedule
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from support.clock import FakeClock
 
 
 class FakeProcess:
@@ -66,7 +56,7 @@ def test_the_schedule_is_a_function_of_the_seed() -> None:
 
 
 def test_each_kill_waits_for_its_moment_and_the_minimum_uptime_then_restarts() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     proc = FakeProcess(clock)
     seen = iter(range(100))
     loop = KillLoop(proc, kills=5, span_s=20.0, seed=3, min_uptime_s=4.0, clock=clock, sleep=clock.sleep,
@@ -84,7 +74,7 @@ def test_each_kill_waits_for_its_moment_and_the_minimum_uptime_then_restarts() -
 
 
 def test_a_kill_waits_until_the_process_is_working_but_not_forever() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     proc = FakeProcess(clock)
     working_after = {1: 9.0, 2: float("inf")}  # the second incarnation never reports work
     loop = KillLoop(proc, kills=2, span_s=1.0, seed=1, min_uptime_s=1.0, ready_timeout_s=15.0, clock=clock,
@@ -95,7 +85,7 @@ def test_a_kill_waits_until_the_process_is_working_but_not_forever() -> None:
 
 
 def test_stop_ends_the_loop_before_its_next_kill() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     proc = FakeProcess(clock)
     loop = KillLoop(proc, kills=3, span_s=30.0, seed=5, clock=clock, sleep=clock.sleep)
 
@@ -111,7 +101,7 @@ def test_stop_ends_the_loop_before_its_next_kill() -> None:
 
 def test_kills_follow_the_progress_of_the_work_and_let_each_incarnation_work_a_while() -> None:
     """On a loaded machine the worker lags the labs: kill moments are shares of the work done, not seconds."""
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     proc = FakeProcess(clock)
     t0 = clock.now
     progress = lambda: min(1.0, (clock.now - t0) / 200.0)  # noqa: E731 - the day takes 200 s of work
@@ -126,7 +116,7 @@ def test_kills_follow_the_progress_of_the_work_and_let_each_incarnation_work_a_w
 
 
 def test_without_progress_a_kill_still_comes_by_its_deadline() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     proc = FakeProcess(clock)
     loop = KillLoop(proc, kills=2, span_s=10.0, seed=2, min_uptime_s=0.5, clock=clock, sleep=clock.sleep,
                     progress=lambda: 0.0, deadline_factor=3.0)

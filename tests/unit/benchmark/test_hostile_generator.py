@@ -23,7 +23,8 @@ from producers.daysender import delivery_plan
 from producers.simulator import SimConfig, SimDay, build_day
 from schemas import events as ev
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import Reason, Rejected, decode_event, unpack
+from schemas.decode import Rejected, decode_event, unpack
+from schemas.reasons import Reason
 from streams.processor import SessionProcessor
 from streams.scoring import ScoringPolicy
 

@@ -17,7 +17,8 @@ import pytest
 
 from producers.emitter import InvalidEvent, LabEmitter
 from schemas import events as ev
-from schemas.decode import Reason, Rejected, decode_event
+from schemas.decode import Rejected, decode_event
+from schemas.reasons import Reason
 from schemas.settings import Settings
 from streams.broker import free_port
 

@@ -34,7 +34,8 @@ def test_every_event_arrives_once_on_its_topic_keyed_by_its_session_and_in_order
     for topic, key, e in got:
         assert key == e["payload"].get("session_id", e["payload"].get("from_session_id"))
         assert topic == ("cact.lab.v1" if e["event_type"] in {"ParticipantCheckedIn", "SectionStarted", "AnswersSaved",
-                                                             "SectionSubmitted", "SessionClosed"} else "cact.schedule.v1")
+                                                             "SectionSubmitted", "SessionClosed"}
+                         else "cact.schedule.v1")
     sent_at = {e["event_id"]: n for n, e in enumerate(day_events)}
     for route in {(t, k) for t, k, _ in got}:  # each session's events on each topic keep the order given
         order = [sent_at[e["event_id"]] for t, k, e in got if (t, k) == route]

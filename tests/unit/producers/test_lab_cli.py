@@ -12,7 +12,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cact.cli import app
 from producers import emitter as emitter_module
 from producers.emitter import LabEmitter
 from producers.lab_cli import parse_time, plain
@@ -27,7 +28,6 @@ from producers.spool import NewRow, Spool
 from schemas import events as ev
 from schemas.settings import get_settings
 from streams.broker import free_port
-from streams.cli import app
 
 WIB = timezone(timedelta(hours=7))
 AT = datetime(2026, 11, 3, 9, 0, tzinfo=WIB)
@@ -86,7 +86,7 @@ HOSTILE: list[tuple[bytes, str]] = [
     (b'{"event_type": "' + b"A" * 200_000 + b'"}', "unknown_event_type"),                 # a 200 kB line
     (b'{"event_type": "\xff\xfe\xc3("}', "bad_json"),                                       # invalid UTF-8
     (b"\x00\x01\x02[/]\x9b", "bad_json"),
-    (big_sheet(), "too_large"),                                                             # over CACT_MAX_MESSAGE_BYTES
+    (big_sheet(), "too_large"),                                                           # over CACT_MAX_MESSAGE_BYTES
 ]
 
 
@@ -187,8 +187,8 @@ def test_status_shows_what_is_still_resendable_and_since_when(dead_broker: str, 
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("-2h", 1_000_000 - 7200), ("-90m", 1_000_000 - 5400), ("-1.5d", 1_000_000 - 129_600), ("- 30 s", 999_970),
-    ("2026-11-03T10:40:00+07:00", datetime(2026, 11, 3, 3, 40, tzinfo=timezone.utc).timestamp()),
-    ("2026-11-03T03:40:00Z", datetime(2026, 11, 3, 3, 40, tzinfo=timezone.utc).timestamp()),
+    ("2026-11-03T10:40:00+07:00", datetime(2026, 11, 3, 3, 40, tzinfo=UTC).timestamp()),
+    ("2026-11-03T03:40:00Z", datetime(2026, 11, 3, 3, 40, tzinfo=UTC).timestamp()),
 ])
 def test_times_are_iso_with_an_offset_or_back_from_now(text: str, expected: float) -> None:
     assert parse_time(text, now=1_000_000) == pytest.approx(expected)

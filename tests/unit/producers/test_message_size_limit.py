@@ -18,8 +18,10 @@ import pytest
 
 from producers.batching import batch_events
 from producers.emitter import InvalidEvent, LabEmitter
+from producers.spool import spool_status
 from schemas import events as ev
-from schemas.decode import Reason, decode_event, unpack
+from schemas.decode import decode_event, unpack
+from schemas.reasons import Reason
 from schemas.settings import Settings
 from streams.broker import free_port
 
@@ -59,7 +61,8 @@ def test_a_message_just_over_the_limit_is_refused_too_large_in_every_way_of_send
         with pytest.raises(InvalidEvent) as refused:
             send(over)
         assert refused.value.reason == Reason.TOO_LARGE
-        assert "CACT_MAX_MESSAGE_BYTES" in str(refused.value) and f"{len(over.to_bytes()):,} bytes" in str(refused.value)
+        assert ("CACT_MAX_MESSAGE_BYTES" in str(refused.value)
+                and f"{len(over.to_bytes()):,} bytes" in str(refused.value))
     with pytest.raises(InvalidEvent) as raw:
         emitter.send_raw("cact.lab.v1", b"x" * (LIMIT + 1), b"S-1")
     assert raw.value.reason == Reason.TOO_LARGE
@@ -90,15 +93,17 @@ def test_an_autosaved_answer_whose_batch_of_one_cannot_fit_is_refused_at_once(em
     with pytest.raises(InvalidEvent) as refused:
         emitter.autosave("S-1", NIP, "mansoskul", "MSK-001", "A", AT)
     assert refused.value.reason == Reason.TOO_LARGE
-    assert emitter.status()["autosave_buffered"] == 0 and spooled(emitter.spool_path) == []
+    assert spool_status(emitter.spool_path)["autosave_buffered"] == 0 and spooled(emitter.spool_path) == []
 
 
 def random_events(rng: random.Random, n: int) -> list[dict]:
     """Events of a few sessions, of very different sizes (a few bytes to several kB of answers)."""
     out = []
     for i in range(n):
-        answers = [{"item_id": f"I-{j}-{'y' * rng.randrange(40)}", "option": "A"} for j in range(rng.choice((0, 3, 60)))]
-        out.append(orjson.loads(ev.new_event(ev.SectionSubmitted, lab_id="kanreg-v", occurred_at=AT + timedelta(seconds=i),
+        answers = [{"item_id": f"I-{j}-{'y' * rng.randrange(40)}", "option": "A"}
+                   for j in range(rng.choice((0, 3, 60)))]
+        out.append(orjson.loads(ev.new_event(ev.SectionSubmitted, lab_id="kanreg-v",
+                                             occurred_at=AT + timedelta(seconds=i),
                                              payload={"session_id": f"S-{rng.randrange(4)}", "nip": NIP,
                                                       "section": "mansoskul", "completion": "submitted",
                                                       "answers": answers}).to_bytes()))
@@ -118,7 +123,8 @@ def test_event_batches_are_never_larger_than_the_limit_and_keep_each_sessions_or
             near += len(raw) > max_bytes * 0.8
             arrived.extend((key, str(e.event_id)) for _, e in unpack(decoded, topic=topic))
         else:  # an event that cannot share an envelope within the limit travels as itself
-            assert len(orjson.dumps(events[[e["event_id"] for e in events].index(str(decoded.event_id))])) > max_bytes - 400
+            assert len(orjson.dumps(
+                events[[e["event_id"] for e in events].index(str(decoded.event_id))])) > max_bytes - 400
             arrived.append((key, str(decoded.event_id)))
     assert near > 0  # batches are filled up to the limit, not cut early
     assert sorted(eid for _, eid in arrived) == sorted(e["event_id"] for e in events)

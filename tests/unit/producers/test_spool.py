@@ -1,16 +1,13 @@
-"""The spool keeps events in order, across a reopen and a killed process, and batches autosaves in order.
+"""The spool keeps events in order, across a reopen, and batches autosaves in order.
 
 No broker: the emitter points at a port nothing listens on, so everything stays pending, as in an outage.
+Across a killed process (a real ``kill -9``): tests/integration/producers/test_spool_killed_process.py.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -20,18 +17,18 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cact.cli import app
 from producers.emitter import LabEmitter
 from producers.spool import NewRow, Spool, spool_status
 from schemas import events as ev
 from schemas.settings import Settings
 from streams.broker import free_port
-from streams.cli import app
+from support.clock import FakeClock
 
 WIB = timezone(timedelta(hours=7))
 AT = datetime(2026, 11, 3, 9, 0, tzinfo=WIB)
 NIP_A = "199001012015031001"
 NIP_B = "198505122010012002"
-REPO = Path(__file__).resolve().parents[3]
 
 
 def row(i: int, topic: str = "cact.lab.v1", event_type: str = "SectionStarted") -> NewRow:
@@ -90,13 +87,13 @@ def test_a_closed_emitters_rows_are_adopted_in_order_by_the_next_one(tmp_path: P
 
 
 def test_rows_of_a_live_emitter_are_not_taken_until_its_lease_expires(tmp_path: Path) -> None:
-    now = [1_800_000_000.0]
-    live = Spool(tmp_path / "s.db", "k:9092", clock=lambda: now[0])
+    clock = FakeClock(1_800_000_000.0)
+    live = Spool(tmp_path / "s.db", "k:9092", clock=clock)
     live.append([row(1)])
-    other = Spool(tmp_path / "s.db", "k:9092", lease_seconds=15, clock=lambda: now[0])
-    now[0] += 14
+    other = Spool(tmp_path / "s.db", "k:9092", lease_seconds=15, clock=clock)
+    clock.advance(14)
     assert other.adopt() == 0 and other.pending() == []
-    now[0] += 2  # no heartbeat from ``live`` for 16 s: it is hung, so its rows move on
+    clock.advance(2)  # no heartbeat from ``live`` for 16 s: it is hung, so its rows move on
     assert other.adopt() == 1
     live.close()
     other.close()
@@ -113,23 +110,6 @@ def test_rows_meant_for_another_cluster_are_never_adopted(tmp_path: Path) -> Non
     assert {(g["destination"], g["pending"]) for g in status["groups"]} == {
         ("127.0.0.1:40000", 2), ("kafka.bkn.go.id:9093", 1)}
     production.close()
-
-
-def test_rows_of_a_killed_process_are_adopted(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    script = textwrap.dedent(f"""
-        import os, signal
-        from producers.spool import NewRow, Spool
-        spool = Spool({str(path)!r}, "k:9092")
-        spool.append([NewRow("cact.lab.v1", b"S-1", b'{{"n": %d}}' % i, None, "x") for i in range(3)])
-        os.kill(os.getpid(), signal.SIGKILL)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    survivor = Spool(path, "k:9092")  # the dead owner's heartbeat is fresh, but its pid is gone
-    assert survivor.adopt() == 3
-    assert [r.value for r in survivor.pending()] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
-    survivor.close()
 
 
 def test_status_counts_per_topic_and_type_and_prune_keeps_unsent_rows(tmp_path: Path) -> None:
@@ -235,34 +215,5 @@ def test_autosaves_go_out_after_t_seconds(tmp_path: Path) -> None:
         [saved] = events(e.spool_path)
         assert saved["payload"]["answers"] == [{"item_id": "ES-1", "option": "A"}]
         assert spool_status(e.spool_path)["autosave_buffered"] == 0
-    finally:
-        e.close(timeout=0)
-
-
-def test_buffered_autosaves_survive_a_killed_lab_process(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    port = free_port()
-    script = textwrap.dedent(f"""
-        import os, signal
-        from datetime import datetime, timezone, timedelta
-        from producers.emitter import LabEmitter
-        from schemas.settings import Settings
-        s = Settings(kafka_bootstrap_servers="127.0.0.1:{port}", lab_spool_path={str(path)!r}, lab_id="kanreg-v",
-                     lab_autosave_seconds=600)
-        e = LabEmitter(s, bootstrap_timeout_ms=200)
-        at = datetime(2026, 11, 3, 9, 0, tzinfo=timezone(timedelta(hours=7)))
-        e.autosave("S-1", "{NIP_A}", "mansoskul", "MSK-1", "A", at)
-        e.autosave("S-1", "{NIP_A}", "mansoskul", "MSK-2", "B", at)
-        os.kill(os.getpid(), signal.SIGKILL)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, timeout=60)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert events(path) == [] and spool_status(path)["autosave_buffered"] == 2
-    e = LabEmitter(Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}", lab_spool_path=path),
-                   bootstrap_timeout_ms=200)
-    try:
-        [saved] = events(path)
-        assert saved["payload"]["answers"] == [{"item_id": "MSK-1", "option": "A"}, {"item_id": "MSK-2", "option": "B"}]
-        assert saved["status"] == "pending" and spool_status(path)["autosave_buffered"] == 0
     finally:
         e.close(timeout=0)

@@ -10,17 +10,10 @@ import sqlite3
 from pathlib import Path
 
 from producers.spool import SCHEMA_VERSION, NewRow, Spool, connect, spool_status
+from support.clock import FakeClock
 
 T0 = 1_793_680_000.0  # 2026-11-03 around 10:00 WIB, unix time
 HOUR = 3600.0
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def row(i: int, key: str = "S-1") -> NewRow:
@@ -37,7 +30,7 @@ def table(path: Path, sql: str) -> list[tuple]:
 
 
 def test_an_acknowledged_payload_is_kept_for_the_retention_then_the_row_is_pruned_and_counted(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     spool = Spool(tmp_path / "s.db", "k:9092", clock=clock)
     seqs = spool.append([row(i) for i in range(3)])
     spool.mark_sent(seqs[:2])            # acknowledged at T0
@@ -60,7 +53,7 @@ def test_an_acknowledged_payload_is_kept_for_the_retention_then_the_row_is_prune
 
 
 def test_requeue_takes_the_acknowledged_rows_of_the_range_in_seq_order_and_nothing_else(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     spool = Spool(tmp_path / "s.db", "k:9092", clock=clock)
     seqs = spool.append([row(i) for i in range(8)])
     for i, seq in enumerate(seqs[:6]):  # acknowledged one an hour: 10:00, 11:00, ... 15:00
@@ -85,7 +78,7 @@ def test_requeue_takes_the_acknowledged_rows_of_the_range_in_seq_order_and_nothi
 
 
 def test_requeue_counts_what_retention_already_pruned_and_leaves_other_clusters_alone(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     path = tmp_path / "s.db"
     old_cluster = Spool(path, "kafka-old:9092", clock=clock)
     old_cluster.mark_sent(old_cluster.append([row(i) for i in range(2)]))
@@ -108,7 +101,7 @@ def test_requeue_counts_what_retention_already_pruned_and_leaves_other_clusters_
 
 
 def test_rows_acknowledged_by_another_cluster_move_only_when_asked(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     path = tmp_path / "s.db"
     lost = Spool(path, "kafka-a:9092,kafka-b:9092", clock=clock)
     lost.mark_sent(lost.append([row(i) for i in range(3)]))
@@ -123,7 +116,7 @@ def test_rows_acknowledged_by_another_cluster_move_only_when_asked(tmp_path: Pat
 
 
 def test_requeued_rows_of_a_resend_that_died_are_adopted_in_their_order(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     path = tmp_path / "s.db"
     lab = Spool(path, "k:9092", clock=clock)
     lab.mark_sent(lab.append([row(i) for i in range(3)]))
@@ -145,7 +138,7 @@ def test_a_version_1_spool_is_upgraded_and_its_dropped_payloads_are_reported_as_
                (T0, T0))  # what version 1 left after an acknowledgement
     db.close()
     assert spool_status(path)["pruned"] == 0 and spool_status(path)["resendable"] == 0
-    spool = Spool(path, "k:9092", clock=Clock(T0 + HOUR))
+    spool = Spool(path, "k:9092", clock=FakeClock(T0 + HOUR))
     assert table(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and table(path, "SELECT * FROM pruned") == []
     got = spool.requeue_sent(T0 - HOUR)
     assert (got.events, got.payload_gone) == (0, 1)

@@ -15,9 +15,17 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from schemas.accreditation import (DEFAULT_BKN_PATTERNS, DEFAULT_CATEGORY_TIERS, DEFAULT_WARN_DAYS, SHIPPED_FILE,
-                                   AccreditationError, AccreditationRegistry, Verdict, installed_path,
-                                   registry_path)
+from schemas.accreditation import (
+    DEFAULT_BKN_PATTERNS,
+    DEFAULT_CATEGORY_TIERS,
+    DEFAULT_WARN_DAYS,
+    SHIPPED_FILE,
+    AccreditationError,
+    AccreditationRegistry,
+    Verdict,
+    installed_path,
+    registry_path,
+)
 from schemas.domain import PositionTier as T
 from schemas.events import Id
 from schemas.settings import Settings
@@ -126,7 +134,8 @@ def test_bkn_units_and_sessions_without_organiser_are_recognised(shipped: Accred
         assert shipped.warning(organiser, date(2030, 1, 1)) is None
     assert not shipped.is_bkn("kemendagri-ppk") and not shipped.is_bkn("upt-makassar")
     narrowed = AccreditationRegistry(shipped.rows, bkn_patterns=["bkn", "upt-*"])
-    assert narrowed.is_bkn("upt-makassar") and not narrowed.is_bkn("bkn-pusat") and not narrowed.is_bkn("kanreg-v-jakarta")
+    assert (narrowed.is_bkn("upt-makassar") and not narrowed.is_bkn("bkn-pusat")
+            and not narrowed.is_bkn("kanreg-v-jakarta"))
 
 
 def test_an_unknown_organiser_is_not_recognised(shipped: AccreditationRegistry) -> None:

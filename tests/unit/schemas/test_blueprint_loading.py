@@ -1,4 +1,7 @@
-"""A malformed blueprint stops the worker at start-up with a message naming the item and the field."""
+"""A malformed blueprint is refused with a message naming the item and the field.
+
+That the worker then refuses to start (exit 2, the message on stderr) is a process test:
+tests/integration/schemas/test_worker_bad_blueprint.py."""
 
 from __future__ import annotations
 
@@ -69,17 +72,3 @@ def test_not_json(tmp_path: Path) -> None:
     with pytest.raises(BlueprintError, match="cannot read blueprint"):
         load_blueprint(path)
 
-
-def test_worker_refuses_to_start_on_a_bad_blueprint(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    data = sample()
-    del data["sections"][0]["subtests"][0]["items"][0]["competency"]
-    (tmp_path / "bad.json").write_text(json.dumps(data))
-    env = {**os.environ, "CACT_BLUEPRINT_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], env=env, capture_output=True, text=True,
-                          timeout=60)
-    assert proc.returncode == 2
-    assert "MSK-M1-001" in proc.stderr and "competency" in proc.stderr

@@ -17,12 +17,13 @@ from typing import Any
 import orjson
 import pytest
 
+from bench.faults.hostile import dumps_raw
 from producers.simulator import SimConfig, build_day
 from schemas import events as ev
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import DETAIL_MAX_CHARS, Reason, Rejected, decode_event, decode_output, unpack
-from bench.faults.hostile import dumps_raw
+from schemas.decode import DETAIL_MAX_CHARS, Rejected, decode_event, decode_output, unpack
+from schemas.reasons import Reason
 
 CASES = 6000  # per strategy; the whole module runs in a few seconds
 

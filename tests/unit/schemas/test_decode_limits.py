@@ -16,8 +16,9 @@ import pydantic
 import pytest
 
 from schemas import events as ev
-from schemas.decode import DETAIL_MAX_CHARS, Reason, Rejected, decode_event, unpack
+from schemas.decode import DETAIL_MAX_CHARS, Rejected, decode_event, unpack
 from schemas.export import DEFAULT_DIR
+from schemas.reasons import Reason
 
 WITA = timezone(timedelta(hours=8))
 NIP = "199001012015031001"
@@ -154,7 +155,8 @@ def test_ids_are_ascii_so_no_lookalike_passes(session_id: str) -> None:
     assert reason(checked_in(session_id=session_id)) == Reason.INVALID_FIELD
 
 
-@pytest.mark.parametrize("nip", ["１９９００１０１２０１５０３１００１", "١٩٩٠٠١٠١٢٠١٥٠٣١٠٠١", NIP + "\n", NIP + "\u0301"])
+@pytest.mark.parametrize("nip", ["１９９００１０１２０１５０３１００１", "١٩٩٠٠١٠١٢٠١٥٠٣١٠٠١",
+                                 NIP + "\n", NIP + "\u0301"])
 def test_a_nip_is_ascii_digits_only(nip: str) -> None:
     assert reason(checked_in(nip=nip)) == Reason.INVALID_NIP
 
@@ -185,7 +187,7 @@ def test_standard_levels_are_integers_1_to_5(level: str) -> None:
             "schema_version": 1, "occurred_at": "2026-10-20T10:05:00+07:00", "lab_id": "bkn-scheduler",
             "payload": {"session_id": SESSION, "nip": NIP, "name": "Andi", "position_tier": "administrator",
                         "standard_levels": {"M1": 4}}}
-    raw = json.dumps(data).replace('{"M1": 4}', '{"M1": %s}' % level)
+    raw = json.dumps(data).replace('{"M1": 4}', f'{{"M1": {level}}}')
     assert reason(raw) == Reason.INVALID_FIELD
 
 

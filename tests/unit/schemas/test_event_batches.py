@@ -16,8 +16,9 @@ import orjson
 import pytest
 
 from schemas import events as ev
-from schemas.decode import Reason, Rejected, decode_event, unpack
+from schemas.decode import Rejected, decode_event, unpack
 from schemas.export import DEFAULT_DIR
+from schemas.reasons import Reason
 
 SESSION = "S20261103-004"
 NIP = "199001012015031001"

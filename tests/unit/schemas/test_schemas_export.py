@@ -20,8 +20,9 @@ from pydantic import Field
 
 from schemas import events as ev
 from schemas import export, topics
-from schemas.decode import Reason, Rejected, decode_event
+from schemas.decode import Rejected, decode_event
 from schemas.export import DEFAULT_DIR, DOC_PATH, export_schemas, stale_schemas
+from schemas.reasons import TABLE, Reason
 
 EVENT_NAMES = [cls.model_fields["event_type"].default for cls in ev.ALL_EVENTS]
 INPUT_EVENTS: tuple[type[ev.Event], ...] = get_args(ev.InputEvent)
@@ -63,7 +64,7 @@ def doc_examples() -> list[dict[str, Any]]:
 
 
 def output_examples(store_cases: Any) -> list[ev.Event]:
-    """Output events built by the shared builders of tests/conftest.py (StoreCases)."""
+    """Output events built by the shared builders of tests/support/store_scenarios.py (StoreCases)."""
     at = datetime.fromisoformat("2026-11-03T08:31:00+07:00")
     return [store_cases.scored("199001012015031001"), store_cases.attendance("199001012015031001", "checked_in", at),
             store_cases.session_summary("S-JKT-01", at, scheduled=40, no_show=5, final=True),
@@ -281,8 +282,9 @@ def test_doc_covers_every_topic_event_type_and_reason_code() -> None:
 
 
 def test_every_reason_code_has_a_meaning_and_an_action() -> None:
-    assert set(export.REASONS) == set(export.REASON_ACTIONS) == set(Reason.ALL)
-    assert all(export.REASONS[c] and export.REASON_ACTIONS[c] for c in Reason.ALL)
+    constants = {v for k, v in vars(Reason).items() if k.isupper() and isinstance(v, str)}
+    assert set(TABLE) == constants == set(Reason.ALL)
+    assert all(TABLE[c].code == c and TABLE[c].meaning and TABLE[c].action for c in Reason.ALL)
 
 
 def test_doc_field_tables_are_not_stale() -> None:

@@ -11,8 +11,17 @@ from typing import Any
 import pytest
 
 from schemas import events as ev
-from sinks.attendance_view import (SeatCount, SessionFacts, absent, attendance_overview, build_overview, held_back,
-                                   lab_local, session_state, zone_label)
+from sinks.attendance_view import (
+    SeatCount,
+    SessionFacts,
+    absent,
+    attendance_overview,
+    build_overview,
+    held_back,
+    lab_local,
+    session_state,
+    zone_label,
+)
 from sinks.store import ResultsStore
 
 WIB, WITA, WIT = (timezone(timedelta(hours=h)) for h in (7, 8, 9))
@@ -165,8 +174,9 @@ def test_accreditation_warnings_are_listed_per_session() -> None:
 
 def _summary(sid: str, starts: datetime, *, final: bool, scheduled: int, no_show: int, **extra: Any) -> ev.Event:
     return ev.new_event(ev.SessionSummary, lab_id="cact-pipeline", occurred_at=starts, payload={
-        "session_id": sid, "activity_id": "ACT-202611-kemenkeu", "agency_id": "kemenkeu", "lab_id": "kanreg-ix-jayapura",
-        "starts_at": starts, "checkin_closes_at": starts + timedelta(minutes=30), "ends_at": starts + timedelta(hours=4),
+        "session_id": sid, "activity_id": "ACT-202611-kemenkeu", "agency_id": "kemenkeu",
+        "lab_id": "kanreg-ix-jayapura", "starts_at": starts, "checkin_closes_at": starts + timedelta(minutes=30),
+        "ends_at": starts + timedelta(hours=4),
         "closed": False, "closed_by_wall_clock": False, "scheduled": scheduled, "checked_in": scheduled - no_show,
         "no_show": no_show, "rescheduled": 0, "unexpected": 0, "no_show_rate": 0.0, "final": final,
         "agency_name": "Kementerian Keuangan", **extra})
@@ -175,7 +185,8 @@ def _summary(sid: str, starts: datetime, *, final: bool, scheduled: int, no_show
 def _attendance(sid: str, nip: str, status: str, **extra: Any) -> ev.Event:
     return ev.new_event(ev.AttendanceChanged, lab_id="cact-pipeline", occurred_at=datetime(2026, 11, 3, 1, tzinfo=UTC),
                         payload={"session_id": sid, "activity_id": "ACT-202611-kemenkeu", "agency_id": "kemenkeu",
-                                 "lab_id": "kanreg-ix-jayapura", "nip": nip, "status": status, "previous": None, **extra})
+                                 "lab_id": "kanreg-ix-jayapura", "nip": nip, "status": status, "previous": None,
+                                 **extra})
 
 
 def test_the_overview_and_the_lists_from_the_store(tmp_path: Path, store_cases: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from schemas.topics import CONTROL
-from sinks.rescore_queries import HeldResult, RescoreQueries, Refusal
+from sinks.rescore_queries import HeldResult, Refusal, RescoreQueries
 from sinks.store import ResultsStore
 
 A, B = "ACT-202611-kemenpora", "ACT-202611-pemkot-samarinda"

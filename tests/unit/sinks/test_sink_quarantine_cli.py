@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cact.cli import app
 from schemas import topics
 from schemas.settings import get_settings
-from sinks.store import Record, ResultsStore
-from streams.cli import app
+from sinks.quarantine import Record
+from sinks.store import ResultsStore
 
 NIP = "199001012015031001"
 

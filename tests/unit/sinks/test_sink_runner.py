@@ -25,17 +25,14 @@ from sqlalchemy import exc as sa_exc
 
 from schemas import topics
 from schemas.settings import Settings
+from sinks.quarantine import Record
 from sinks.runner import Backoff, ResultsSink
-from sinks.store import Record, ResultsStore
+from sinks.store import ResultsStore
+from support.store_scenarios import nip
 
 RESULTS = TopicPartition(topics.RESULTS.name, 0)
 ATTENDANCE = TopicPartition(topics.ATTENDANCE.name, 1)
 T0 = datetime(2026, 11, 3, 8, 0, tzinfo=timezone(timedelta(hours=7)))
-
-
-def nip(serial: int) -> str:
-    """A valid PNS NIP (as tests/conftest.py builds them; conftest modules are not importable)."""
-    return f"199001012015031{serial:03d}"
 
 
 def metric(name: str, **labels: str) -> float:

@@ -1,20 +1,19 @@
 """The results store on SQLite (a file under tmp_path): the laptop and demo configuration.
 
-The behavioural scenarios live in tests/conftest.py (``StoreCases``) and run unchanged on PostgreSQL in
-tests/integration/sinks/test_store_postgres.py, so both dialects are held to one contract. ``store_cases`` is
-typed ``Any`` because conftest modules are not importable for annotations.
+The behavioural scenarios live in tests/support/store_scenarios.py (``StoreCases``) and run unchanged on
+PostgreSQL in tests/integration/sinks/test_store_postgres.py, so both dialects are held to one contract.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from sinks.store import ResultsStore
+from support.store_scenarios import StoreCases
 
 
 @pytest.fixture
@@ -25,7 +24,7 @@ def store(tmp_path: Path) -> Iterator[ResultsStore]:
     s.dispose()
 
 
-def test_store_scenario(store: ResultsStore, store_cases: Any, store_scenario: str) -> None:
+def test_store_scenario(store: ResultsStore, store_cases: StoreCases, store_scenario: str) -> None:
     getattr(store_cases, store_scenario)(store)
 
 
@@ -40,7 +39,7 @@ def test_missing_parent_folder_is_created_and_wal_is_on(tmp_path: Path) -> None:
     assert target.exists()
 
 
-def test_create_schema_twice_is_harmless(store: ResultsStore, store_cases: Any) -> None:
+def test_create_schema_twice_is_harmless(store: ResultsStore, store_cases: StoreCases) -> None:
     store.write_batch([store_cases.scored("199001012015031001")])
     store.create_schema()
     assert store.summary()["results_in_store"] == 1

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cact.cli import app
 from schemas.accreditation import SHIPPED_FILE
 from schemas.settings import get_settings
-from streams.cli import app
 
 HEADER = "organiser_id,kind,institution,unit,category,decree,expires_on"
 

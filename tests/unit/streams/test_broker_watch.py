@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from aiokafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry
 
-from streams import metrics
 from streams.broker_watch import BrokerWatch
+from streams.metrics import WorkerMetrics
 
 LAB = "cact.lab.v1"
 
@@ -40,18 +41,19 @@ def test_marks_survive_a_restart_and_merge_with_another_worker(tmp_path: Path) -
 
 def test_a_log_shorter_than_processed_is_a_loss(tmp_path: Path) -> None:
     ends = Ends({(LAB, 0): 100, (LAB, 1): 3})
-    watch = BrokerWatch(tmp_path / "marks.json", ends)
+    metrics = WorkerMetrics(CollectorRegistry())
+    watch = BrokerWatch(tmp_path / "marks.json", ends, metrics=metrics)
     watch.processed(LAB, 0, 99)
     watch.processed(LAB, 1, 40)
-    before = metrics.BROKER_RECORDS_MISSING.labels(topic=LAB)._value.get()
+    before = metrics.broker_records_missing.labels(topic=LAB)._value.get()
     losses = asyncio.run(watch.check())
     assert [(x.partition, x.processed_up_to, x.log_end) for x in losses] == [(1, 41, 3)]
-    assert watch.lost and metrics.BROKER_LOG_LOST._value.get() == 1
-    assert metrics.BROKER_RECORDS_MISSING.labels(topic=LAB)._value.get() - before == 38
+    assert watch.lost and metrics.broker_log_lost._value.get() == 1
+    assert metrics.broker_records_missing.labels(topic=LAB)._value.get() - before == 38
     assert "cact lab resend --since" in watch.message() and "--accept-broker-loss" in watch.message()
     asyncio.run(watch.check())  # said once: a second look does not count the loss again
-    assert metrics.BROKER_RECORDS_MISSING.labels(topic=LAB)._value.get() - before == 38
-    metrics.BROKER_LOG_LOST.set(0)
+    assert metrics.broker_records_missing.labels(topic=LAB)._value.get() - before == 38
+    metrics.broker_log_lost.set(0)
 
 
 def test_an_unreachable_broker_or_a_growing_log_is_no_loss(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Crash-only: a batch is acknowledged only when it finished. Faust acknowledges a ``take_events`` batch in a
-``finally`` also when the agent raises or is cancelled, so ``_to_completion`` must leave the process (here: the
+``finally`` also when the agent raises or is cancelled, so ``to_completion`` must leave the process (here: the
 injected exit) before that ``finally`` can run, or let the batch finish first when the worker is stopping."""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from streams import app
-
+from streams import commit as app
 
 ACKED: list[Any] = []  # the batches acknowledged so far, as the test's miniature Faust sees them
 
@@ -39,7 +38,7 @@ def take_events(batches: list[Any], acked: list[Any], work: Any) -> Any:
     async def agent() -> None:
         for batch in batches:
             try:
-                await app._to_completion(work(batch))
+                await app.to_completion(work(batch))
             finally:
                 acked.append(batch)
     return agent()
@@ -58,15 +57,18 @@ def test_a_failing_batch_ends_the_process_before_it_is_acknowledged() -> None:
 
 def test_a_stop_lets_the_batch_in_hand_finish_then_acknowledges_it() -> None:
     done: list[Any] = []
+    in_hand, may_finish = asyncio.Event(), asyncio.Event()  # the batch's progress, told rather than timed
 
     async def work(batch: Any) -> None:
-        await asyncio.sleep(0.05)
+        in_hand.set()
+        await may_finish.wait()
         done.append(batch)
 
     async def scenario() -> None:
         agent = asyncio.ensure_future(take_events([1, 2], ACKED, work))
-        await asyncio.sleep(0.01)
+        await in_hand.wait()
         agent.cancel()  # the worker is stopping while batch 1 is in hand
+        may_finish.set()  # ... and batch 1 finishes after the stop
         with pytest.raises(asyncio.CancelledError):
             await agent
 
@@ -77,12 +79,15 @@ def test_a_stop_lets_the_batch_in_hand_finish_then_acknowledges_it() -> None:
 def test_a_stop_while_the_batch_cannot_finish_exits_without_acknowledging(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app, "STOP_GRACE_SECONDS", 0.05)
 
+    in_hand = asyncio.Event()
+
     async def work(batch: Any) -> None:
-        await asyncio.sleep(3600)  # the broker never acknowledges
+        in_hand.set()
+        await asyncio.Event().wait()  # the broker never acknowledges
 
     async def scenario() -> None:
         agent = asyncio.ensure_future(take_events([1], ACKED, work))
-        await asyncio.sleep(0.01)
+        await in_hand.wait()
         agent.cancel()
         await agent
 

@@ -1,48 +1,29 @@
 """Every Kafka client gets its security settings from the one Settings object, and the password stays secret.
 
-Builds the keyword arguments only: nothing here connects to a broker.
+Builds the keyword arguments only: nothing here connects to a broker. The certificate test needs openssl to
+make its certificate, so it is in tests/integration/streams/test_kafka_tls.py.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import faust
 import pytest
 
-from schemas.settings import Settings
-from streams.kafka import client_kwargs, faust_broker_kwargs, kafka_python_kwargs, redacted
+from schemas.kafka_config import client_kwargs, kafka_python_kwargs, redacted
+from streams.kafka import faust_broker_kwargs
+from support.kafka_env import bare_settings as settings
+from support.kafka_env import without_kafka_env
 
 SECRET = "s3cr3t-do-not-log"
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The developer's or CI's own Kafka variables must not leak into these expectations."""
-    for name in list(os.environ):
-        if name.startswith(("KAFKA_", "CACT_KAFKA_")):
-            monkeypatch.delenv(name)
-
-
-def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """A self-signed certificate serving as CA and as client certificate: (cafile, certfile, keyfile)."""
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make a test certificate (Debian package openssl)")
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=cact-test-ca", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-                   check=True, capture_output=True)
-    return d / "cert.pem", d / "cert.pem", d / "key.pem"
+    without_kafka_env(monkeypatch)
 
 
 def test_plaintext_has_no_security_arguments() -> None:
@@ -100,31 +81,6 @@ def test_sasl_plaintext_defaults_to_plain_without_tls() -> None:
     assert kw["sasl_mechanism"] == "PLAIN" and "ssl_context" not in kw
     creds = faust_broker_kwargs(s)["broker_credentials"]
     assert creds.protocol.value == "SASL_PLAINTEXT" and creds.mechanism.value == "PLAIN"
-
-
-def test_ssl_with_ca_and_client_certificate(monkeypatch: pytest.MonkeyPatch,
-                                           tls_files: tuple[Path, Path, Path]) -> None:
-    cafile, certfile, keyfile = tls_files
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker.example:9093")
-    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
-    monkeypatch.setenv("KAFKA_SSL_CAFILE", str(cafile))
-    monkeypatch.setenv("KAFKA_SSL_CERTFILE", str(certfile))
-    monkeypatch.setenv("KAFKA_SSL_KEYFILE", str(keyfile))
-    s = settings()
-
-    kw = client_kwargs(s)
-    assert kw["security_protocol"] == "SSL" and not any(k.startswith("sasl") for k in kw)
-    ctx = kw["ssl_context"]
-    assert isinstance(ctx, ssl.SSLContext)
-    assert [dict(x[0] for x in c["subject"]) for c in ctx.get_ca_certs()] == [{"commonName": "cact-test-ca"}]
-
-    assert kafka_python_kwargs(s) == {"bootstrap_servers": ["broker.example:9093"], "security_protocol": "SSL",
-                                      "ssl_cafile": str(cafile), "ssl_certfile": str(certfile),
-                                      "ssl_keyfile": str(keyfile)}
-    fk = faust_broker_kwargs(s)
-    assert fk["broker"] == ["kafka://broker.example:9093"]
-    assert isinstance(fk["broker_credentials"], faust.SSLCredentials)
-    assert fk["broker_credentials"].context.get_ca_certs() == ctx.get_ca_certs()
 
 
 def test_ssl_with_a_missing_cafile_fails_at_configuration_time(tmp_path: Path) -> None:

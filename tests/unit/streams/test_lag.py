@@ -11,8 +11,9 @@ from typing import Any, NamedTuple
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from sinks.metrics import AttendanceCollector
 from streams.lag import Freshness, LagWatch, PartitionLag, lag_of, position_of
-from streams.metrics import AttendanceCollector, ConsumerLagCollector
+from streams.metrics import ConsumerLagCollector
 
 LAB, SCHEDULE = "cact.lab.v1", "cact.schedule.v1"
 
@@ -141,8 +142,8 @@ def test_rate_metrics_leave_out_dimensions_without_a_closed_window() -> None:
     data = {"overall": {"no_show_rate": None},
             "by_agency": [{"agency_id": "bps", "no_show_rate": 0.2}, {"agency_id": "lan", "no_show_rate": None}],
             "by_lab": [], "by_activity": [],
-            "sessions": [{"session_id": "S1", "lab_id": "L", "agency_id": "bps", "activity_id": "A", "no_show_rate": 0.2,
-                          **row}], "results": {"counted": 5, "incomplete": 1, "not_recognised": 2}}
+            "sessions": [{"session_id": "S1", "lab_id": "L", "agency_id": "bps", "activity_id": "A",
+                          "no_show_rate": 0.2, **row}], "results": {"counted": 5, "incomplete": 1, "not_recognised": 2}}
     text = scrape(AttendanceCollector(lambda: data))
     assert 'cact_no_show_rate{dimension="agency",key="bps"} 0.2' in text
     assert 'key="lan"' not in text and 'dimension="overall"' not in text  # not 0: absent

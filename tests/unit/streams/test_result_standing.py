@@ -3,7 +3,7 @@ accreditation. The processor as a driver: events in through the wire format, eve
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -11,8 +11,9 @@ import pytest
 from schemas import events as ev
 from schemas.accreditation import AccreditationRegistry
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import Reason, Rejected, decode_event
+from schemas.decode import Rejected, decode_event
 from schemas.domain import PositionTier
+from schemas.reasons import Reason
 from streams.processor import SessionProcessor
 from streams.scoring import ScoringPolicy
 
@@ -274,7 +275,8 @@ def test_result_rules_are_the_same_on_replay(registry: BlueprintRegistry, accred
     day = susulan_day(registry) + [session("S5", "A5", "kemendagri", "mapping", organiser="kemendagri-ppk"),
                                    scheduled("S5", NIP_C), *sitting("S5", NIP_C, None), closed("S5")]
 
-    later = sitting("S9", NIP_HOME, sheet(registry), lab=HOST_LAB, start=host_start) + [closed("S9", HOST_LAB, host_start)]
+    later = sitting("S9", NIP_HOME, sheet(registry), lab=HOST_LAB, start=host_start) + [
+        closed("S9", HOST_LAB, host_start)]
 
     def once() -> list[bytes]:
         p = make(corrected(registry), accreditation=accreditation)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from schemas.blueprint import Blueprint, BlueprintRegistry
-from schemas.decode import Reason, Rejected
+from schemas.decode import Rejected
 from schemas.domain import Competency, PositionTier, Purpose, Section
+from schemas.reasons import Reason
 from streams import scoring
 from streams.scoring import ScoringPolicy, Sheet
 
@@ -35,7 +36,8 @@ def tiny_blueprint() -> Blueprint:
 
 def test_level_for_uses_cut_scores_inclusively() -> None:
     cuts = [0, 40, 55, 70, 85]
-    assert [scoring.level_for(p, cuts) for p in (0, 39.99, 40, 54.9, 55, 70, 84.99, 85, 100)] == [1, 1, 2, 2, 3, 4, 4, 5, 5]
+    assert [scoring.level_for(p, cuts) for p in (0, 39.99, 40, 54.9, 55, 70, 84.99, 85, 100)] == [
+        1, 1, 2, 2, 3, 4, 4, 5, 5]
 
 
 def test_jpm_sum_min_caps_each_competency_at_the_standard() -> None:
@@ -155,7 +157,8 @@ def test_rounding_and_levels_as_documented() -> None:
                 {"item_id": f"{c.value}-1", "competency": c.value, "options": {"A": 39.996, "B": 100}}]} for c in C]}],
     })
     spec = bp.section(Section.MANSOSKUL)
-    assert spec is not None and spec.cut_scores == [0, 40, 55, 70, 85] and bp.competency_cut_scores == [0, 40, 55, 70, 85]
+    assert (spec is not None and spec.cut_scores == [0, 40, 55, 70, 85]
+            and bp.competency_cut_scores == [0, 40, 55, 70, 85])
     out = scoring.score_section(spec, {f"{c.value}-1": "A" for c in C}, "submitted")
     assert (out.score, out.level) == (40.0, 2)  # 39.996 % is shown as 40.0: level 2, not 1
     assert scoring.level_for(39.996, spec.cut_scores) == 1  # what comparing the unrounded figure would give
@@ -193,7 +196,8 @@ def test_equal_times_keep_the_larger_event_id() -> None:
     ]
     low = submitted("A", "00000000-0000-4000-8000-000000000001")
     high = submitted("D", "f0000000-0000-4000-8000-000000000000")
-    closed = ev.new_event(ev.SessionClosed, lab_id=lab, occurred_at=start + timedelta(hours=3), payload={"session_id": "S1"})
+    closed = ev.new_event(ev.SessionClosed, lab_id=lab, occurred_at=start + timedelta(hours=3),
+                          payload={"session_id": "S1"})
     finals = []
     for order in ([low, high], [high, low]):
         p = SessionProcessor(registry, ScoringPolicy(), {}, {})

@@ -12,8 +12,9 @@ import pytest
 from producers.simulator import SimConfig, build_day
 from schemas import events as ev
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import Reason, Rejected, decode_event
+from schemas.decode import Rejected, decode_event
 from schemas.domain import AttendanceStatus as St
+from schemas.reasons import Reason
 from streams.processor import AttendancePolicy, SessionProcessor, held_events
 from streams.scoring import ScoringPolicy
 
@@ -39,7 +40,8 @@ def run(p: SessionProcessor, events: list[ev.Event]) -> list[ev.Event]:
 
 
 def session(blueprint: str = "mansoskul-only") -> ev.Event:
-    return ev.new_event(ev.SessionScheduled, lab_id="kanreg-iv-makassar", occurred_at=START - timedelta(days=1), payload={
+    return ev.new_event(
+        ev.SessionScheduled, lab_id="kanreg-iv-makassar", occurred_at=START - timedelta(days=1), payload={
         "session_id": "S1", "lab_id": "kanreg-iv-makassar", "activity_id": "A1", "agency_id": "pemkot-makassar",
         "starts_at": START,
         "checkin_closes_at": START + timedelta(minutes=30), "ends_at": START + timedelta(hours=3),
@@ -48,7 +50,8 @@ def session(blueprint: str = "mansoskul-only") -> ev.Event:
 
 def scheduled(nip: str, session_id: str = "S1") -> ev.Event:
     return ev.new_event(ev.ParticipantScheduled, lab_id="kanreg-iv-makassar", occurred_at=START - timedelta(days=1),
-                        payload={"session_id": session_id, "nip": nip, "name": "Dewi", "position_tier": "administrator"})
+                        payload={"session_id": session_id, "nip": nip, "name": "Dewi",
+                                 "position_tier": "administrator"})
 
 
 def lab(cls: type[ev.Event], minutes: float, **payload: Any) -> ev.Event:
@@ -74,7 +77,8 @@ def results(out: list[ev.Event]) -> list[ev.ParticipantScored]:
 def test_simulated_day_matches_ground_truth(registry: BlueprintRegistry) -> None:
     day = build_day(SimConfig(participants=90, seed=7), registry)
     out = run(make(registry), day.schedule + day.lab)
-    final = {(o.payload.session_id, o.payload.nip): o.payload.status for o in out if isinstance(o, ev.AttendanceChanged)}
+    final = {(o.payload.session_id, o.payload.nip): o.payload.status
+             for o in out if isinstance(o, ev.AttendanceChanged)}
     assert final == {k: (St.CHECKED_IN if t.attended else St.NO_SHOW) for k, t in day.truth.items()}
     scored = {(r.payload.session_id, r.payload.nip) for r in results(out)}
     assert scored == {k for k, t in day.truth.items() if t.attended}
@@ -108,7 +112,8 @@ def test_no_show_declared_when_window_closes_by_event_time_and_corrected_later(r
     out = run(p, [lab(ev.SectionStarted, 31, nip=NIP_A, section="mansoskul")])  # lab clock passes the close
     assert statuses(out) == {NIP_A: St.CHECKED_IN, NIP_B: St.NO_SHOW}  # A: same status, one more fact
     summary = [o for o in out if isinstance(o, ev.SessionSummary)][-1].payload
-    assert (summary.scheduled, summary.checked_in, summary.no_show, summary.no_show_rate, summary.final) == (2, 1, 1, 0.5, True)
+    assert (summary.scheduled, summary.checked_in, summary.no_show, summary.no_show_rate, summary.final) == (
+        2, 1, 1, 0.5, True)
     # B's check-in at 08:20 arrives late (lab spool flushed): the no-show is corrected
     out = run(p, [lab(ev.ParticipantCheckedIn, 20, nip=NIP_B)])
     change = [o for o in out if isinstance(o, ev.AttendanceChanged)][0].payload
@@ -128,8 +133,10 @@ def test_unscheduled_checkin_is_flagged_not_dropped(registry: BlueprintRegistry)
 
 
 def test_resubmission_later_occurred_at_wins_in_any_arrival_order(registry: BlueprintRegistry) -> None:
-    early = lab(ev.SectionSubmitted, 100, nip=NIP_A, section="mansoskul", completion="submitted", answers=sheet(registry, "A"))
-    late = lab(ev.SectionSubmitted, 110, nip=NIP_A, section="mansoskul", completion="submitted", answers=sheet(registry, "D"))
+    early = lab(ev.SectionSubmitted, 100, nip=NIP_A, section="mansoskul", completion="submitted",
+                answers=sheet(registry, "A"))
+    late = lab(ev.SectionSubmitted, 110, nip=NIP_A, section="mansoskul", completion="submitted",
+               answers=sheet(registry, "D"))
     base = [session(), scheduled(NIP_A), lab(ev.ParticipantCheckedIn, 0, nip=NIP_A)]
     a = results(run(make(registry), base + [early, late]))
     b = results(run(make(registry), base + [late, early]))
@@ -261,7 +268,8 @@ def test_wall_clock_closes_the_window_of_a_silent_lab(registry: BlueprintRegistr
 
 def test_unscheduled_participant_is_not_a_no_show(registry: BlueprintRegistry) -> None:
     p = make(registry)
-    unscheduled = ev.new_event(ev.ParticipantUnscheduled, lab_id="bkn-scheduler", occurred_at=START - timedelta(hours=3),
+    unscheduled = ev.new_event(ev.ParticipantUnscheduled, lab_id="bkn-scheduler",
+                               occurred_at=START - timedelta(hours=3),
                                payload={"session_id": "S1", "nip": NIP_B, "reason": "dinas luar"})
     out = run(p, [session(), scheduled(NIP_A), scheduled(NIP_B), unscheduled, lab(ev.SectionStarted, 40, nip=NIP_A,
                                                                                 section="mansoskul")])
@@ -272,7 +280,8 @@ def test_unscheduled_participant_is_not_a_no_show(registry: BlueprintRegistry) -
 
 def test_susulan_arrival_counts_for_the_home_agency(registry: BlueprintRegistry) -> None:
     p = make(registry)
-    other = ev.new_event(ev.SessionScheduled, lab_id="kanreg-ix-jayapura", occurred_at=START - timedelta(days=1), payload={
+    other = ev.new_event(
+        ev.SessionScheduled, lab_id="kanreg-ix-jayapura", occurred_at=START - timedelta(days=1), payload={
         "session_id": "S9", "activity_id": "A9", "agency_id": "pemprov-papua", "starts_at": START + timedelta(hours=5),
         "checkin_closes_at": START + timedelta(hours=5, minutes=30), "ends_at": START + timedelta(hours=8),
         "blueprint_id": "mansoskul-only", "purpose": "mapping"})
@@ -331,7 +340,8 @@ def test_one_wrong_clock_closes_no_window(registry: BlueprintRegistry) -> None:
                                 payload={"session_id": "S1", "nip": NIP_A, "section": "mansoskul"})])
     assert refused(p, ev.new_event(ev.SectionStarted, lab_id="kanreg-iv-makassar",
                                    occurred_at=ends + timedelta(hours=6, minutes=1),
-                                   payload={"session_id": "S1", "nip": NIP_A, "section": "mansoskul"})) == Reason.IMPLAUSIBLE_TIME
+                                   payload={"session_id": "S1", "nip": NIP_A, "section": "mansoskul"})
+                   ) == Reason.IMPLAUSIBLE_TIME
 
 
 def test_events_before_the_schedule_are_held_and_judged_when_it_arrives(registry: BlueprintRegistry) -> None:

@@ -17,10 +17,11 @@ import pytest
 
 from schemas import events as ev
 from schemas.blueprint import BlueprintRegistry
-from schemas.decode import Reason, Rejected, decode_event
+from schemas.decode import Rejected, decode_event
 from schemas.domain import Section
+from schemas.reasons import Reason
 from streams import processor as proc_mod
-from streams import scoring
+from streams import scoring, sheets
 from streams.processor import SessionProcessor
 from streams.scoring import ScoringPolicy
 
@@ -89,10 +90,12 @@ def test_a_sheet_is_kept_as_one_character_per_item_and_scores_as_the_raw_answers
     assert section.answered == sum(v is not None for v in answers.values()) < len(spec.items)
 
 
-def test_a_sheet_that_arrives_before_its_schedule_is_held_then_packed_and_scores_the_same(registry: BlueprintRegistry) -> None:
+def test_a_sheet_that_arrives_before_its_schedule_is_held_then_packed_and_scores_the_same(
+        registry: BlueprintRegistry) -> None:
     answers = mixed_sheet(registry)
     lab, plan = [at(ev.ParticipantCheckedIn, 0, nip=NIP), submitted(answers)], schedule()
-    early, late = SessionProcessor(registry, ScoringPolicy(), {}, {}), SessionProcessor(registry, ScoringPolicy(), {}, {})
+    early, late = (SessionProcessor(registry, ScoringPolicy(), {}, {}),
+                   SessionProcessor(registry, ScoringPolicy(), {}, {}))
     before = run(early, lab)
     assert before == []  # held, unapplied, until the schedule says whose it is
     assert all(not v["sheets"] and v["checkin"] is None for v in early.participants.values())
@@ -156,18 +159,21 @@ def answers_of(pairs: list[tuple[str, str | None]]) -> list[dict[str, str | None
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_sheet_in_blueprint_order_is_packed_as_the_general_path_packs_it(registry: BlueprintRegistry, seed: int) -> None:
+def test_a_sheet_in_blueprint_order_is_packed_as_the_general_path_packs_it(
+        registry: BlueprintRegistry, seed: int) -> None:
     pairs = in_order_sheet(registry, seed)
-    fast, general = SessionProcessor(registry, ScoringPolicy(), {}, {}), SessionProcessor(registry, ScoringPolicy(), {}, {})
+    fast, general = (SessionProcessor(registry, ScoringPolicy(), {}, {}),
+                     SessionProcessor(registry, ScoringPolicy(), {}, {}))
     lab = [at(ev.ParticipantCheckedIn, 0, nip=NIP)]
-    sheet = at(ev.SectionSubmitted, 100, nip=NIP, section="mansoskul", completion="submitted", answers=answers_of(pairs))
+    sheet = at(ev.SectionSubmitted, 100, nip=NIP, section="mansoskul", completion="submitted",
+               answers=answers_of(pairs))
     reversed_sheet = sheet.model_copy(update={"payload": sheet.payload.model_copy(
         update={"answers": answers_of(pairs[::-1])})})  # same answers, not in blueprint order: the general path
     first = [o for o in run(fast, schedule() + lab + [sheet]) if isinstance(o, ev.ParticipantScored)]
     second = [o for o in run(general, schedule() + lab + [reversed_sheet]) if isinstance(o, ev.ParticipantScored)]
     bp = registry.get("mansoskul-only")
     assert participant(fast)["sheets"]["mansoskul"]["answers"] == \
-        proc_mod._pack_answers(dict(pairs), bp, "mansoskul")["answers"] == participant(general)["sheets"]["mansoskul"]["answers"]
+        sheets.pack(dict(pairs), bp, "mansoskul")["answers"] == participant(general)["sheets"]["mansoskul"]["answers"]
     assert first[-1].payload.model_dump(exclude={"provenance"}) == second[-1].payload.model_dump(exclude={"provenance"})
 
 
@@ -185,7 +191,7 @@ def test_autosaves_in_blueprint_order_merge_as_the_general_path_merges_them(regi
     expected = dict(pairs[:60]) | dict(newer)  # the latest autosave wins; the late older one changes nothing
     bp = registry.get("mansoskul-only")
     assert outcomes[0] == outcomes[1]
-    assert outcomes[0][0] == proc_mod._pack_answers(expected, bp, "mansoskul")["answers"]
+    assert outcomes[0][0] == sheets.pack(expected, bp, "mansoskul")["answers"]
 
 
 def test_an_unknown_option_in_an_in_order_sheet_is_rejected_with_its_reason(registry: BlueprintRegistry) -> None:
@@ -194,7 +200,8 @@ def test_an_unknown_option_in_an_in_order_sheet_is_rejected_with_its_reason(regi
     p = SessionProcessor(registry, ScoringPolicy(), {}, {})
     run(p, schedule() + [at(ev.ParticipantCheckedIn, 0, nip=NIP)])
     with pytest.raises(Rejected) as exc:
-        run(p, [at(ev.SectionSubmitted, 100, nip=NIP, section="mansoskul", completion="submitted", answers=answers_of(pairs))])
+        run(p, [at(ev.SectionSubmitted, 100, nip=NIP, section="mansoskul", completion="submitted",
+                   answers=answers_of(pairs))])
     assert exc.value.reason == Reason.UNKNOWN_OPTION and pairs[7][0] in exc.value.detail
     assert "mansoskul" not in participant(p)["sheets"]
 
@@ -206,5 +213,5 @@ def test_a_packed_sheet_scores_exactly_as_its_answers(registry: BlueprintRegistr
         for spec in bp.sections:  # type: ignore[union-attr]
             answers = {i.item_id: (None if rng.random() < 0.1 else rng.choice(sorted(i.options)))
                        for i in spec.items if rng.random() > 0.1}
-            packed = proc_mod._pack_answers(answers, bp, spec.section.value)["answers"]
+            packed = sheets.pack(answers, bp, spec.section.value)["answers"]
             assert scoring.score_section(spec, packed, "submitted") == scoring.score_section(spec, answers, "submitted")

@@ -13,18 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
+from cact.worker import build_app
 from schemas.settings import Settings
 from streams import web_auth as wa
-from streams.app import create_app
+from streams.metrics import WorkerMetrics
 
 TOKEN = "s3cret-operator-token-0123456789"
 OTHER = "another-operator-token-9876543210"
 
 
+METRICS = WorkerMetrics(CollectorRegistry())
+FAILURES = METRICS.login_failures
+
+
 def failures(method: str) -> float:
-    return REGISTRY.get_sample_value("cact_web_login_failures_total", {"method": method}) or 0.0
+    return METRICS.registry.get_sample_value("cact_web_login_failures_total", {"method": method}) or 0.0
 
 
 def token_file(path: Path, content: str, mode: int = 0o600) -> Path:
@@ -164,17 +169,18 @@ def test_the_login_page_escapes_what_it_echoes() -> None:
 
 
 def test_login_sets_the_cookie_or_counts_a_failure() -> None:
-    ok = wa.login(TOKEN, TOKEN, "/operator", secure=False)
+    ok = wa.login(TOKEN, TOKEN, "/operator", secure=False, failures=FAILURES)
     assert ok.status == 303 and ok.headers["Location"] == "/operator"
     assert ok.headers["Set-Cookie"] == wa.session_cookie(TOKEN, secure=False)
     assert TOKEN not in ok.body and TOKEN not in "".join(ok.headers.values())
-    assert wa.login(TOKEN, TOKEN, "https://evil.example/", secure=True).headers["Location"] == "/operator"
+    elsewhere = wa.login(TOKEN, TOKEN, "https://evil.example/", secure=True, failures=FAILURES)
+    assert elsewhere.headers["Location"] == "/operator"
     before = failures("form")
     for presented in (OTHER, "", TOKEN + "x"):
-        bad = wa.login(TOKEN, presented, "/operator", secure=False)
+        bad = wa.login(TOKEN, presented, "/operator", secure=False, failures=FAILURES)
         assert bad.status == 401 and "Set-Cookie" not in bad.headers and "wrong token" in bad.body
     assert failures("form") == before + 3
-    closed = wa.login(None, TOKEN, "/operator", secure=False)
+    closed = wa.login(None, TOKEN, "/operator", secure=False, failures=FAILURES)
     assert closed.status == 401 and "CACT_OPERATOR_TOKEN" in closed.body and "Set-Cookie" not in closed.headers
     out = wa.logout(secure=False)
     assert out.status == 303 and "Max-Age=0" in out.headers["Set-Cookie"]
@@ -202,7 +208,7 @@ class FakeRequest:
 def test_a_guarded_page_runs_only_with_the_token() -> None:
     calls: list[Any] = []
 
-    @wa.guarded(wa.OperatorToken(TOKEN), as_json=False)
+    @wa.guarded(wa.OperatorToken(TOKEN), as_json=False, failures=FAILURES)
     async def page(view: Any, request: Any) -> FakeResponse:
         calls.append(request)
         return FakeResponse("the numbers")
@@ -219,7 +225,8 @@ def test_a_guarded_page_runs_only_with_the_token() -> None:
     assert calls == []
     granted = get(FakeRequest({"Authorization": f"Bearer {TOKEN}"}))
     assert (granted.status, granted.body, granted.headers["Cache-Control"]) == (200, "the numbers", "no-store")
-    assert get(FakeRequest(cookies={wa.COOKIE_NAME: wa.cookie_value(TOKEN, expires=int(time.time()) + 60)})).body == "the numbers"
+    cookie = wa.cookie_value(TOKEN, expires=int(time.time()) + 60)
+    assert get(FakeRequest(cookies={wa.COOKIE_NAME: cookie})).body == "the numbers"
     assert len(calls) == 2
     assert page.__name__ == "page"  # Faust names the view after the handler
 
@@ -232,7 +239,7 @@ def app_settings(tmp_path: Path, **changes: Any) -> Settings:
 
 
 def test_the_worker_serves_only_its_own_pages_and_binds_where_configured(tmp_path: Path) -> None:
-    app = create_app(app_settings(tmp_path, worker_web_host="127.0.0.2", worker_web_port=7123))
+    app = build_app(app_settings(tmp_path, worker_web_host="127.0.0.2", worker_web_port=7123))
     assert (app.conf.web_bind, app.conf.web_port) == ("127.0.0.2", 7123)
     app.web.init_server()  # what the worker does at start: Faust's enabled blueprints, then the app's pages
     paths = {r.resource.canonical for r in app.web.web_app.router.routes() if r.resource is not None}
@@ -246,6 +253,6 @@ def test_the_worker_serves_only_its_own_pages_and_binds_where_configured(tmp_pat
 def test_fausts_own_variables_cannot_reopen_its_pages_or_move_the_listener(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
     monkeypatch.setenv(variable, "0.0.0.0" if variable == "WEB_BIND" else "true")
-    app = create_app(app_settings(tmp_path, worker_web_host="127.0.0.2"))
+    app = build_app(app_settings(tmp_path, worker_web_host="127.0.0.2"))
     assert (app.conf.web_bind, app.conf.web_tables_enabled, app.conf.web_router_enabled,
             app.conf.web_stats_enabled) == ("127.0.0.2", False, False, False)

@@ -1,0 +1,120 @@
+"""The worker as the ``cact worker`` command runs it: the stream processor composed with the sinks.
+
+``streams`` knows nothing of the results store or SI ASN (the layer rule, tests/unit/test_layers.py). This is
+where they meet: the store's queries become the pages' :class:`~streams.pages.OperatorViews`, the in-process
+sink and the SI ASN pusher become the worker's background services, and one registry carries the worker's,
+the sink's and the SI ASN pusher's metrics, the one the worker's /metrics serves.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from schemas.settings import Settings
+from sinks import attendance_view
+from sinks.metrics import AttendanceCollector, OutboxCollector, PusherMetrics, SinkMetrics
+from sinks.siasn import push
+from sinks.store import ResultsStore
+from streams.app import Service, create_app
+from streams.broker_watch import BrokerWatch, marks_path
+from streams.metrics import new_registry
+from streams.pages import OperatorData
+
+log = logging.getLogger("cact.worker")
+
+
+class StoreViews:
+    """The operator pages' views over the results store (streams/pages.py ``OperatorViews``)."""
+
+    def __init__(self, store: ResultsStore) -> None:
+        self.store = store
+
+    def attendance_overview(self, *, threshold: float, silent_after_s: float,
+                            lab_last_seen: Mapping[str, float]) -> dict[str, Any]:
+        return attendance_view.attendance_overview(self.store, threshold=threshold, silent_after_s=silent_after_s,
+                                                   lab_last_seen=lab_last_seen)
+
+    def absent(self, session_id: str) -> dict[str, Any] | None:
+        return attendance_view.absent(self.store, session_id)
+
+    def held_back(self) -> dict[str, Any]:
+        return attendance_view.held_back(self.store)
+
+    def outbox_status(self) -> dict[str, Any]:
+        return push.outbox_status(self.store)
+
+
+def services(settings: Settings, store: ResultsStore, sink_metrics: SinkMetrics,
+             pusher_metrics: PusherMetrics | None = None) -> list[Service]:
+    """The background services the settings ask for: the results-store sink, the SI ASN pusher."""
+    found: list[Service] = []
+    if settings.sink_in_worker:
+        from sinks.runner import run_sink
+
+        async def sink() -> None:
+            await run_sink(settings, metrics=sink_metrics)  # waits out database outages; returns only when stopped
+
+        found.append(Service("sink", sink, crash="the results-store sink stopped on an unexpected error; its "
+                             "offsets were not committed"))
+    if settings.siasn_push_enabled:
+        from sinks.siasn.client import SiasnClient
+        from sinks.siasn.config import SiasnConfig
+
+        async def siasn_pusher() -> None:
+            async with SiasnClient(SiasnConfig.from_settings(settings)) as client:
+                await push.OutboxPusher.from_settings(store, client, settings, pusher_metrics).run()
+
+        found.append(Service("siasn_pusher", siasn_pusher))
+    return found
+
+
+def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    """The worker's Faust app with its views, services and metrics; a fresh registry unless one is given."""
+    registry = registry if registry is not None else new_registry()
+    store = ResultsStore(settings.database_url)
+    try:  # the operator page may be opened before the sink has written anything
+        store.create_schema()
+    except Exception as exc:  # the database is down: processing does not need it, the sink waits for it
+        log.warning("results store not reachable at start (%s): the worker processes anyway; pages show it "
+                    "once it is back", type(exc).__name__)
+    sink_metrics = SinkMetrics(registry)
+    pusher_metrics = PusherMetrics(registry)
+
+    def store_collectors(data: OperatorData) -> list[Any]:
+        return [AttendanceCollector(data.overview), OutboxCollector(data.outbox_status)]
+
+    return create_app(settings, views=StoreViews(store), registry=registry,
+                      services=services(settings, store, sink_metrics, pusher_metrics), collectors=store_collectors)
+
+
+def run_worker(settings: Settings, loglevel: str = "warning", *, accept_broker_loss: bool = False) -> None:
+    """Run a worker until SIGINT/SIGTERM; Faust handles signals, rebalancing and table recovery.
+
+    ``accept_broker_loss``: the operator knows the broker lost its data and the labs resend; the marks that
+    halted the worker are set aside (streams/broker_watch.py)."""
+    from faust.worker import Worker
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if accept_broker_loss and (aside := BrokerWatch(marks_path(settings), end_offsets=None).accept()):  # type: ignore[arg-type]
+        log.warning("broker loss accepted: the marks are kept in %s", aside)
+    if settings.siasn_push_enabled:  # a push without credentials must stop the worker now, not fail at each try
+        from sinks.siasn.config import SiasnConfig
+
+        SiasnConfig.from_settings(settings)
+    app = build_app(settings)
+    # Decoding allocates a dict per answer, so the default collector ran a full pass over every table's
+    # state again and again; fewer, later collections of young objects only (docs/benchmarks.md).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    worker = Worker(app, loglevel=loglevel, quiet=True)
+    # Faust's start-up spinner sets the root logger to DEBUG (so it can spin on every record) and leaves it
+    # there: every debug call of Faust and aiokafka then built a LogRecord, ~5% of the worker's CPU.
+    worker.spinner = None
+    worker.execute_from_commandline()

@@ -1,0 +1,127 @@
+"""The worker's web pages: the operator page and its data behind the operator token, and an open /metrics.
+
+The data are the results store's (the whole day's, whichever worker serves the page), read through
+:class:`OperatorViews`: a port that the composition root (cact/worker.py) fills with the sinks' queries, so the
+stream processor never imports the store. The queries are blocking: each runs in a thread, and a store that is
+down answers 503 with the reason, while the page keeps polling. Every page with operational or personal data
+needs the operator token (streams/web_auth.py); ``/metrics`` and Faust's ``/`` (``{"status": "OK"}``) carry
+neither and stay open for Prometheus and health checks (docs/operations.md, "Web surface").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import faust
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+from schemas.settings import Settings
+from streams import web_auth
+from streams.wall_clock import LabActivity
+
+OPERATOR_PAGE = Path(__file__).parent / "web" / "operator.html"
+ABSENT_PAGE = Path(__file__).parent / "web" / "absent.html"
+
+
+class OperatorViews(Protocol):
+    """What the worker's pages and its store-backed metrics read from the results store (sinks/attendance_view.py,
+    sinks/siasn/push.py); each call may raise when the store is down."""
+
+    def attendance_overview(self, *, threshold: float, silent_after_s: float,
+                            lab_last_seen: Mapping[str, float]) -> dict[str, Any]:
+        """Counts and no-show rates per session, lab, agency and activity: ids and counts, never a NIP."""
+        ...
+
+    def absent(self, session_id: str) -> dict[str, Any] | None:
+        """Who is not in the seat for one session (NIPs); None for a session the store does not know."""
+        ...
+
+    def held_back(self) -> dict[str, Any]:
+        """Results held back from SI ASN (incomplete, not recognised), with the reason each is held."""
+        ...
+
+    def outbox_status(self) -> dict[str, Any]:
+        """SI ASN pushes per status and the age of the oldest pending one."""
+        ...
+
+
+class OperatorData:
+    """The views as this worker shows them: with its settings and what its silent-lab watch heard.
+
+    Also what the composition root's store-backed collectors read (``cact_attendance_*``, ``cact_siasn_outbox``)."""
+
+    def __init__(self, views: OperatorViews, settings: Settings, activity: LabActivity) -> None:
+        self.views, self.settings, self.activity = views, settings, activity
+
+    def overview(self) -> dict[str, Any]:
+        return self.views.attendance_overview(threshold=self.settings.noshow_threshold,
+                                              silent_after_s=self.settings.lab_silent_after_seconds,
+                                              lab_last_seen=dict(self.activity.labs))
+
+    def outbox_status(self) -> dict[str, Any]:
+        return self.views.outbox_status()
+
+
+def _unavailable(exc: BaseException) -> str:
+    return f"results store unavailable ({type(exc).__name__})"
+
+
+def add_pages(app: faust.App, *, settings: Settings, data: OperatorData, freshness: Callable[[], dict[str, Any]],
+              registry: CollectorRegistry, login_failures: Counter) -> None:
+    """Route the worker's pages on ``app``; ``/metrics`` serves ``registry``, the one the worker counts on."""
+    views = data.views
+    operator_token = web_auth.OperatorToken.from_settings(settings)
+    operator_token.log_startup()
+    app.page("/login")(web_auth.login_view(operator_token, failures=login_failures))
+    app.page("/logout")(web_auth.logout_view())
+
+    def guarded(*, as_json: bool) -> Callable[[web_auth.Handler], web_auth.Handler]:
+        return web_auth.guarded(operator_token, as_json=as_json, failures=login_failures)
+
+    @app.page("/attendance.json")
+    @guarded(as_json=True)
+    async def attendance_json(web: Any, request: Any) -> Any:
+        try:
+            return web.json({**await asyncio.to_thread(data.overview), "freshness": freshness()})
+        except Exception as exc:  # the database is down: say so, the page keeps polling
+            return web.json({"error": _unavailable(exc), "freshness": freshness()}, status=503)
+
+    # Lists with NIPs, each behind the operator token: who is absent from a session, which results are held back.
+    @app.page("/absent.json")
+    @guarded(as_json=True)
+    async def absent_json(web: Any, request: Any) -> Any:
+        session_id = request.query.get("session", "")
+        if not session_id:
+            return web.json({"error": "name the session: /absent.json?session=<session_id>"}, status=400)
+        try:
+            found = await asyncio.to_thread(views.absent, session_id)
+        except Exception as exc:
+            return web.json({"error": _unavailable(exc)}, status=503)
+        if found is None:
+            return web.json({"error": f"no session {session_id[:64]!r} in the results store"}, status=404)
+        return web.json(found)
+
+    @app.page("/held-back.json")
+    @guarded(as_json=True)
+    async def held_back_json(web: Any, request: Any) -> Any:
+        try:
+            return web.json(await asyncio.to_thread(views.held_back))
+        except Exception as exc:
+            return web.json({"error": _unavailable(exc)}, status=503)
+
+    @app.page("/operator/absent")
+    @guarded(as_json=False)
+    async def absent_page(web: Any, request: Any) -> Any:
+        return web.html(ABSENT_PAGE.read_text(encoding="utf-8"))
+
+    @app.page("/operator")
+    @guarded(as_json=False)
+    async def operator_page(web: Any, request: Any) -> Any:
+        return web.html(OPERATOR_PAGE.read_text(encoding="utf-8"))
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(registry), content_type="text/plain")
