@@ -90,8 +90,11 @@ class SiasnEmulator:
     All state lives on the event loop that serves it, so no locks are needed; other threads go through HTTP.
     """
 
-    def __init__(self, config: EmulatorConfig | None = None, faults: Faults | None = None) -> None:
+    def __init__(self, config: EmulatorConfig | None = None, faults: Faults | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config or EmulatorConfig()
+        #: Token lifetimes are measured on this clock, so a test can let a token expire without waiting.
+        self.clock = clock
         self._initial_faults = faults or Faults()
         self.reset()
 
@@ -129,7 +132,7 @@ class SiasnEmulator:
 
     def _issue(self, store: dict[str, float]) -> web.Response:
         token = secrets.token_urlsafe(24)
-        store[token] = time.monotonic() + self.config.token_ttl_s
+        store[token] = self.clock() + self.config.token_ttl_s
         ttl = self.config.token_ttl_s
         return web.json_response({"access_token": token, "token_type": "Bearer", "scope": "default",
                                   "expires_in": int(ttl) if float(ttl).is_integer() else ttl})
@@ -163,11 +166,10 @@ class SiasnEmulator:
         self.stats.sso_tokens_issued += 1
         return self._issue(self._sso_tokens)
 
-    @staticmethod
-    def _valid(store: dict[str, float], header: str) -> bool:
+    def _valid(self, store: dict[str, float], header: str) -> bool:
         scheme, _, token = header.partition(" ")
         expires = store.get(token.strip()) if scheme.lower() == "bearer" else None
-        return expires is not None and expires > time.monotonic()
+        return expires is not None and expires > self.clock()
 
     # -- every API call: authentication, then the faults ------------------------------------------
 

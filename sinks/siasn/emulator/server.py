@@ -12,6 +12,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -79,9 +80,9 @@ class EmulatorThread:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, config: EmulatorConfig | None = None,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.host, self.port = host, port
-        self.emulator = SiasnEmulator(config, faults)
+        self.emulator = SiasnEmulator(config, faults, clock=clock)
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from sinks.siasn.client import SiasnClient
 from sinks.siasn.emulator import API_PREFIX, EmulatorConfig, EmulatorThread, Faults, nip_of, pns_id_of, start_emulator
 from sinks.siasn.errors import SiasnRejected, SiasnUnavailable
 from sinks.siasn.wire import KOMPETENSI_FIELDS
+from support.clock import FakeClock
 
 NIP_A, NIP_B, NIP_C = "199001012015031001", "198505122010012002", "197712302003121003"
 LEVELS = dict(zip(KOMPETENSI_FIELDS, [3, 4, 2, 5, 3, 1, 4, 3, 2], strict=True))
@@ -122,7 +122,8 @@ def test_token_expiry_mid_run_recovers(emulator: EmulatorThread) -> None:
 
 
 def test_emulator_tokens_expire_after_their_ttl() -> None:
-    with EmulatorThread(config=EmulatorConfig(token_ttl_s=0.3)) as emu:
+    clock = FakeClock(1000.0)  # the emulator's and the client's: tokens age without the test waiting
+    with EmulatorThread(config=EmulatorConfig(token_ttl_s=0.3), clock=clock) as emu:
         urls = EmulatorConfig.client_urls(emu.url)
         cfg = emu.config
         gateway = httpx.post(urls["gateway_token_url"], data={"grant_type": "client_credentials"},
@@ -134,13 +135,13 @@ def test_emulator_tokens_expire_after_their_ttl() -> None:
         headers = {"Authorization": f"Bearer {gateway['access_token']}", "Auth": f"bearer {sso['access_token']}"}
         url = f"{urls['base_url']}/pns/data-utama/{NIP_A}"
         assert httpx.get(url, headers=headers).status_code == 200
-        time.sleep(0.35)
+        clock.advance(0.35)
         assert httpx.get(url, headers=headers).status_code == 401
 
         async def across_expiry() -> None:  # the client renews ahead of expiry: it never even sees a 401
-            async with SiasnClient(emu.client_config(**FAST)) as client:
+            async with SiasnClient(emu.client_config(**FAST), clock=clock) as client:
                 await client.save_kompetensi(NIP_A, LEVELS)
-                await asyncio.sleep(0.35)
+                clock.advance(0.35)
                 await client.save_kompetensi(NIP_B, LEVELS)
 
         run(across_expiry())
