@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo lint test test-unit test-integration schemas bench soak clean browser promtool stressng ajv
+.PHONY: install demo lint test test-unit test-integration schemas bench soak clean browser promtool stressng ajv poppler
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,13 +22,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: $(STAMP) lint browser promtool stressng ajv
+test: $(STAMP) lint browser promtool stressng ajv poppler
 	$(BIN)/python -m pytest tests
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: $(STAMP) browser promtool stressng ajv
+test-integration: $(STAMP) browser promtool stressng ajv poppler
 	$(BIN)/python -m pytest tests/integration
 
 # Headless Chromium for the operator-page browser test (Debian's package; Playwright never downloads one).
@@ -38,6 +38,10 @@ browser:
 # stress-ng is the CPU hog the fault suite runs beside the pipeline (Debian's package; bench/faults/load.py).
 stressng:
 	command -v stress-ng >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng)
+
+# pdftotext and pdftoppm read the reports back in their tests (Debian's poppler-utils).
+poppler:
+	command -v pdftotext >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils)
 
 # promtool checks and unit-tests the Prometheus alert rules in deploy/prometheus/.
 promtool:

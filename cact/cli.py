@@ -21,6 +21,7 @@ from schemas.errors import CliError
 from schemas.settings import Settings, get_settings
 from sinks import store_checks
 from sinks.cli import attendance_app, migrated_store, siasn_app, siasn_emulator, sink_app
+from sinks.reports.cli import rebuild_reports, reports_app
 from streams.accreditation_cli import accreditation_app
 from streams.cli import broker
 
@@ -51,6 +52,7 @@ app.add_typer(siasn_app, name="siasn")
 app.add_typer(lab_app, name="lab")
 app.add_typer(accreditation_app, name="accreditation")
 app.add_typer(sink_app, name="sink")
+app.add_typer(reports_app, name="reports")
 console = Console(stderr=True, soft_wrap=True)  # a line stays one line, also in a log or a narrow terminal
 
 
@@ -325,6 +327,7 @@ def rescore(
     if outcome is None:
         return
     rescore_report.report(outcome, Console())
+    rebuild_reports(activity, Console())  # reports already built show the old results: they get a new version
     if not outcome.ok:
         raise CliError(rescore_report.failure_line(outcome), 1)
 

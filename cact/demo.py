@@ -115,7 +115,29 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
             "seconds": round(time.monotonic() - started, 1),
         }
         summary["mismatches"] = compare(day, summary)
+        summary["reports"] = build_reports(store, settings, workdir / "reports", console)
         return summary
+
+
+def build_reports(store: ResultsStore, settings: Settings, reports_dir: Path, console: Console) -> list[dict[str, Any]]:
+    """Every activity's reports of the demo day, as `cact reports build --all` writes them (docs/reports.md)."""
+    from sinks.reports.builder import ReportBuilder
+    from sinks.reports.calendar import WorkingCalendar
+    from sinks.reports.data import activities
+    from sinks.reports.rules import RuleSet
+
+    builder = ReportBuilder(store, reports_dir=reports_dir, calendar=WorkingCalendar.from_file(
+        settings.reports_calendar_file), rules=RuleSet.load(settings.reports_rules_file))
+    out = []
+    with phases(console) as progress:
+        for activity in activities(store):
+            def show(phase: str, done: int, total: int, activity: str = activity) -> None:
+                progress(f"reports {activity}: {phase}", done, total)
+
+            built = builder.build(activity, progress=show)
+            out.append({"activity_id": activity, "version": built.version, "individual_reports": built.results,
+                        "directory": str(built.directory)})
+    return out
 
 
 def render(summary: dict[str, Any], console: Console) -> None:
@@ -140,6 +162,17 @@ def render(summary: dict[str, Any], console: Console) -> None:
     if summary["deadletters_by_reason"]:
         console.print("dead letters by reason: "
                       + ", ".join(f"{k}={v}" for k, v in summary["deadletters_by_reason"].items()))
+    if summary.get("reports"):
+        reports = Table(title="Reports for the agencies (recap, full report, individual reports)")
+        for column in ("activity", "version", "individual reports", "folder"):
+            reports.add_column(column, overflow="fold")
+        for r in summary["reports"]:
+            reports.add_row(escape(r["activity_id"]), f"v{r['version']}", str(r["individual_reports"]),
+                            escape(f"{r['activity_id']}/v{r['version']}"))
+        console.print(reports)
+        root = Path(summary["reports"][0]["directory"]).parent.parent
+        console.print(f"reports written to {escape(str(root))} (rekap-*.pdf|xlsx, lengkap-*.pdf, individu/, "
+                      "SHA256SUMS); they carry personal data: files 0600 in folders 0700 (docs/reports.md)")
     if summary["mismatches"]:
         console.print("[red]✗ the pipeline disagrees with the simulation:[/]\n  " + "\n  ".join(summary["mismatches"]))
     else:

@@ -16,9 +16,13 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from schemas.errors import CliError
 from schemas.settings import Settings
 from sinks import attendance_view
 from sinks.metrics import AttendanceCollector, OutboxCollector, PusherMetrics, SinkMetrics
+from sinks.reports import catalog
+from sinks.reports.calendar import CalendarFileError, WorkingCalendar
+from sinks.reports.deadlines import DueRow, ReportsCollector, due_rows, today_in_jakarta
 from sinks.siasn import push
 from sinks.store import ResultsStore
 from streams.app import Service, create_app
@@ -32,8 +36,12 @@ log = logging.getLogger("cact.worker")
 class StoreViews:
     """The operator pages' views over the results store (streams/pages.py ``OperatorViews``)."""
 
-    def __init__(self, store: ResultsStore) -> None:
-        self.store = store
+    def __init__(self, store: ResultsStore, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        try:
+            self.calendar = WorkingCalendar.from_file(settings.reports_calendar_file)
+        except CalendarFileError as exc:
+            raise CliError(f"{exc} (CACT_REPORTS_CALENDAR_FILE)") from None
 
     def attendance_overview(self, *, threshold: float, silent_after_s: float,
                             lab_last_seen: Mapping[str, float]) -> dict[str, Any]:
@@ -48,6 +56,16 @@ class StoreViews:
 
     def outbox_status(self) -> dict[str, Any]:
         return push.outbox_status(self.store)
+
+    def due_rows(self) -> list[DueRow]:
+        return due_rows(self.store, self.calendar, today=today_in_jakarta(),
+                        at_risk_working_days=self.settings.reports_at_risk_working_days)
+
+    def reports(self) -> dict[str, Any]:
+        return {"due": [r.to_json() for r in self.due_rows()], "builds": catalog.builds(self.store)}
+
+    def report_file(self, activity_id: str, version: int, name: str) -> catalog.ReportFile | None:
+        return catalog.report_file(self.store, activity_id, version, name)
 
 
 def services(settings: Settings, store: ResultsStore, sink_metrics: SinkMetrics,
@@ -86,10 +104,13 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
     sink_metrics = SinkMetrics(registry)
     pusher_metrics = PusherMetrics(registry)
 
-    def store_collectors(data: OperatorData) -> list[Any]:
-        return [AttendanceCollector(data.overview), OutboxCollector(data.outbox_status)]
+    views = StoreViews(store, settings)
 
-    return create_app(settings, views=StoreViews(store), registry=registry,
+    def store_collectors(data: OperatorData) -> list[Any]:
+        return [AttendanceCollector(data.overview), OutboxCollector(data.outbox_status),
+                ReportsCollector(views.due_rows)]
+
+    return create_app(settings, views=views, registry=registry,
                       services=services(settings, store, sink_metrics, pusher_metrics), collectors=store_collectors)
 
 

@@ -560,6 +560,10 @@ class ParticipantScoredPayload(_Model):
     standing_detail: str | None = Field(default=None, max_length=500, pattern=NO_CONTROL,
                                         description="Why the result is not counted, for operators.")
     position_tier: TierChoice
+    participant_name: str | None = Field(
+        default=None, max_length=200, pattern=NO_CONTROL,
+        description="The participant's name as scheduled, for the agencies' reports (docs/reports.md); absent in "
+        "results scored before names were carried.")
     blueprint_id: Id
     blueprint_version: str = Field(min_length=1, max_length=32, pattern=NO_CONTROL)
     competencies: list[CompetencyResult]

@@ -208,6 +208,21 @@ class Settings(BaseSettings):
     accreditation_warn_days: int = Field(
         default=90, ge=0, description="Warn when a session is scheduled this close to its organiser's expiry.")
 
+    # --- Reports for the agencies (docs/reports.md) ---------------------------------------------
+    reports_dir: Path = Field(default=DEFAULT_HOME / "reports",
+                              description="Where `cact reports build` writes each activity's reports (mode 0700).")
+    reports_delivery_dir: Path | None = Field(
+        default=None, description="Where `cact reports deliver` places a report for the agency (e.g. the mail "
+        "gateway's outgoing share); unset: delivery refused, naming this setting.")
+    reports_calendar_file: Path | None = Field(
+        default=None, description="JSON of decreed changes to the working-day calendar (extra days off, cancelled "
+        "cuti bersama) on top of the `holidays` library's national holidays and cuti bersama.")
+    reports_rules_file: Path | None = Field(
+        default=None, description="JSON rule set for recommendations, placement and development suggestions; "
+        "default: the shipped rules (docs/reports.md).")
+    reports_at_risk_working_days: int = Field(
+        default=2, ge=0, description="A report not delivered this many working days before its due date is at risk.")
+
     @property
     def bootstrap_servers(self) -> str:
         """Where clients connect: the configured Kafka, else the embedded broker's address."""

@@ -105,6 +105,8 @@ class Result(ResultKey, Base):
     host_activity_id: Mapped[str | None] = mapped_column(String(64))
     #: The institution that ran the session (accreditation registry id); null: BKN itself.
     organiser_id: Mapped[str | None] = mapped_column(String(64))
+    #: The name as scheduled, for the agencies' reports (docs/reports.md); null for results stored before 0005.
+    participant_name: Mapped[str | None] = mapped_column(String(200))
 
 
 class CompetencyResult(ResultKey, Base):
@@ -289,3 +291,39 @@ class QuarantinedRow(Base):
     event_json: Mapped[str] = mapped_column(Text)
     event_bytes: Mapped[int] = mapped_column(Integer)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ReportBuild(Base):
+    """One build of an activity's reports (recap, full report, individual reports): its files and their checksums.
+
+    A build is a version: rebuilt from a store that changed (a rescore, a late susulan), the activity gets the next
+    version and the files of the old one stay where they are, as delivered. ``fingerprint`` identifies what the
+    build read (every current result version, attendance and held-back row), so building again from an unchanged
+    store makes no new version.
+    """
+
+    __tablename__ = "report_builds"
+    activity_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    built_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    last_test_day: Mapped[date] = mapped_column(Date)
+    results: Mapped[int] = mapped_column(Integer)
+    directory: Mapped[str] = mapped_column(String(1000))
+    #: [{"kind", "name", "sha256", "bytes"}] relative to ``directory``.
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class ReportDelivery(Base):
+    """A recap or full report handed over: which build, when, where to, by whom. Append-only."""
+
+    __tablename__ = "report_deliveries"
+    __table_args__ = (CheckConstraint("kind IN ('recap', 'full')", name="ck_report_deliveries_kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    activity_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    version: Mapped[int] = mapped_column(Integer)
+    delivered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    target: Mapped[str] = mapped_column(String(1000))
+    operator: Mapped[str] = mapped_column(String(100))

@@ -392,7 +392,8 @@ class ResultsStore:
                          "assessed_on": p.assessed_on, "valid_until": p.valid_until, "flags": payload["flags"],
                          "provenance": payload["provenance"], "payload": payload, "status": "current",
                          "created_at": created_at, "standing": p.standing, "standing_detail": p.standing_detail,
-                         "host_activity_id": p.host_activity_id, "organiser_id": p.organiser_id})
+                         "host_activity_id": p.host_activity_id, "organiser_id": p.organiser_id,
+                         "participant_name": p.participant_name})
             comps += [{**key, "code": c.code.value, "siasn_field": c.siasn_field, "raw": c.raw, "level": c.level,
                        "standard": c.standard, "gap": c.gap} for c in p.competencies]
             secs += [{**key, "section": s.section.value, "score": s.score, "level": s.level, "answered": s.answered,

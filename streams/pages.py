@@ -24,6 +24,20 @@ from streams.wall_clock import LabActivity
 
 OPERATOR_PAGE = Path(__file__).parent / "web" / "operator.html"
 ABSENT_PAGE = Path(__file__).parent / "web" / "absent.html"
+REPORTS_PAGE = Path(__file__).parent / "web" / "reports.html"
+
+
+class ReportDownload(Protocol):
+    """A report file the store's catalog vouches for (recorded by its build, checksum intact)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def content_type(self) -> str: ...
 
 
 class OperatorViews(Protocol):
@@ -45,6 +59,14 @@ class OperatorViews(Protocol):
 
     def outbox_status(self) -> dict[str, Any]:
         """SI ASN pushes per status and the age of the oldest pending one."""
+        ...
+
+    def reports(self) -> dict[str, Any]:
+        """The agencies' reports: due dates and states per activity, builds with their files and checksums."""
+        ...
+
+    def report_file(self, activity_id: str, version: int, name: str) -> ReportDownload | None:
+        """One recorded, intact file of a build; None for anything else."""
         ...
 
 
@@ -111,6 +133,42 @@ def add_pages(app: faust.App, *, settings: Settings, data: OperatorData, freshne
             return web.json(await asyncio.to_thread(views.held_back))
         except Exception as exc:
             return web.json({"error": _unavailable(exc)}, status=503)
+
+    @app.page("/reports.json")
+    @guarded(as_json=True)
+    async def reports_json(web: Any, request: Any) -> Any:
+        try:
+            return web.json(await asyncio.to_thread(views.reports))
+        except Exception as exc:
+            return web.json({"error": _unavailable(exc)}, status=503)
+
+    # Reports carry names, NIPs and results: served only behind the token, and only files a build recorded.
+    @app.page("/reports/file")
+    @guarded(as_json=True)
+    async def report_file(web: Any, request: Any) -> Any:
+        activity, name = request.query.get("activity", ""), request.query.get("name", "")
+        try:
+            version = int(request.query.get("version", ""))
+        except ValueError:
+            version = 0
+        if not activity or not name or version < 1:
+            return web.json({"error": "name the file: /reports/file?activity=<id>&version=<n>&name=<file>"},
+                            status=400)
+        try:
+            found = await asyncio.to_thread(views.report_file, activity, version, name)
+        except Exception as exc:
+            return web.json({"error": _unavailable(exc)}, status=503)
+        if found is None:
+            return web.json({"error": "no such report file"}, status=404)
+        body = await asyncio.to_thread(found.path.read_bytes)
+        return web.bytes(body, content_type=found.content_type, headers={
+            "Content-Disposition": f'attachment; filename="{found.name}"', "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store"})
+
+    @app.page("/operator/reports")
+    @guarded(as_json=False)
+    async def reports_page(web: Any, request: Any) -> Any:
+        return web.html(REPORTS_PAGE.read_text(encoding="utf-8"))
 
     @app.page("/operator/absent")
     @guarded(as_json=False)

@@ -154,6 +154,7 @@ def maybe_score(t: Turn, s: SessionState, part: ParticipantState) -> None:
         "result_id": str(ev.derived_id("result", part["nip"], filed["home_activity_id"])),
         "nip": part["nip"], "activity_id": filed["home_activity_id"], "session_id": part["session_id"],
         "agency_id": filed["home_agency_id"], "purpose": purpose.value, "position_tier": tier.value,
+        "participant_name": sched["name"],
         "blueprint_id": blueprint.blueprint_id, "blueprint_version": blueprint.version,
         "competencies": [scoring.competency_payload(c) for c in outcome.competencies],
         "jpm": outcome.jpm, "category": outcome.category,

@@ -110,7 +110,7 @@ class StoreCases:
         assert {name: len(rows) for name, rows in first.items()} == {
             "results": 2, "competency_results": 18, "section_scores": 6, "attendance": 2,
             "session_summaries": 1, "deadletters": 2, "siasn_outbox": 2, "participants": 2,
-            "sink_quarantine": 0, "siasn_decisions": 0}
+            "sink_quarantine": 0, "siasn_decisions": 0, "report_builds": 0, "report_deliveries": 0}
         store.write_batch(batch)
         assert self.snapshot(store) == first
         for e in batch:  # a replay in other batch boundaries, one event at a time, changes nothing either

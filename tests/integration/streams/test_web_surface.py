@@ -106,7 +106,7 @@ def test_worker_pages_need_the_operator_token_and_fausts_pages_are_gone(pipeline
             assert data.status_code == 401 and "Authorization: Bearer" in data.json()["error"]
             # the lists with NIPs: who is absent from a session, which results are held back
             absent_path = f"/absent.json?session={people[0].session_id}"
-            for path in (absent_path, "/held-back.json"):
+            for path in (absent_path, "/held-back.json", "/reports.json", "/reports/file?activity=A&version=1&name=x"):
                 refused = http.get(path)
                 assert refused.status_code == 401 and "Authorization: Bearer" in refused.json()["error"], path
             refused_page = http.get(f"/operator/absent?session={people[0].session_id}")
@@ -127,6 +127,9 @@ def test_worker_pages_need_the_operator_token_and_fausts_pages_are_gone(pipeline
             assert {r["nip"] for r in listed.json()["absent"]} <= {p.nip for p in people}
             assert http.get("/held-back.json", headers=bearer(TOKEN)).status_code == 200
             assert http.get("/operator/absent", headers=bearer(TOKEN)).status_code == 200
+            assert http.get("/operator/reports", headers=bearer(TOKEN)).status_code == 200
+            reports = http.get("/reports.json", headers=bearer(TOKEN))
+            assert reports.status_code == 200 and reports.json()["builds"] == []
 
             # ---- the login form: a cookie (not the token) that then works; a wrong token is 401 ---------
             refused = http.post("/login", data={"token": WRONG, "next": "/operator"})
@@ -194,7 +197,8 @@ def test_a_worker_without_a_token_keeps_its_pages_closed_and_says_so_once(
     worker = WorkerProcess(settings, log_path)
     try:
         wait_until(lambda: answers(f"{base}/metrics"), "the worker's web server answers", worker.check)
-        for path in ("/operator", "/attendance.json", "/operator/absent", "/absent.json?session=S1", "/held-back.json"):
+        for path in ("/operator", "/attendance.json", "/operator/absent", "/absent.json?session=S1", "/held-back.json",
+                     "/operator/reports", "/reports.json", "/reports/file?activity=A&version=1&name=x"):
             for headers in ({}, bearer(TOKEN)):
                 refused = httpx.get(base + path, headers=headers, timeout=10)
                 assert refused.status_code == 401

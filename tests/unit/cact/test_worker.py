@@ -55,10 +55,12 @@ def test_the_services_are_those_the_settings_ask_for(tmp_path: Path) -> None:
 def test_the_views_answer_from_the_store(tmp_path: Path) -> None:
     store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
     store.create_schema()
-    views = StoreViews(store)
+    views = StoreViews(store, settings(tmp_path))
     overview = views.attendance_overview(threshold=0.15, silent_after_s=600, lab_last_seen={})
     assert overview["sessions"] == [] and overview["overall"]["no_show_rate"] is None
     assert views.absent("S-unknown") is None
     assert views.outbox_status()["pending"] == 0
     assert views.held_back() == {"total": 0, "results": []}
+    assert views.reports() == {"due": [], "builds": []}
+    assert views.report_file("ACT-1", 1, "rekap-ACT-1.pdf") is None
     store.dispose()

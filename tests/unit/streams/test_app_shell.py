@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -52,6 +53,16 @@ class Views:
     def outbox_status(self) -> dict[str, Any]:
         self._ask("outbox")
         return {"pending": 4}
+
+    def reports(self) -> dict[str, Any]:
+        self._ask("reports")
+        return {"due": [], "builds": []}
+
+    def report_file(self, activity_id: str, version: int, name: str) -> Any:
+        self._ask("report_file", (activity_id, version, name))
+        return self.files.get((activity_id, version, name))
+
+    files: dict[tuple[str, int, str], Any] = {}
 
 
 class Backlog:
@@ -146,6 +157,31 @@ def test_the_lists_with_nips_answer_from_the_views_and_say_what_is_wrong(tmp_pat
     assert s9[0] == 404 and "S9" in s9[1]
     assert held == (200, '{"results":[]}')
     assert held_down[0] == absent_down[0] == 503 and anonymous[0] == 401
+
+
+def test_report_files_are_served_only_with_the_token_and_only_as_the_views_vouch(tmp_path: Path) -> None:
+    app, _, views = build(tmp_path)
+    report = tmp_path / "rekap-ACT-1.pdf"
+    report.write_bytes(b"%PDF-1.4 report body")
+    views.files = {("ACT-1", 2, "rekap-ACT-1.pdf"): SimpleNamespace(path=report, name="rekap-ACT-1.pdf",
+                                                                    content_type="application/pdf")}
+    ok = "/reports/file?activity=ACT-1&version=2&name=rekap-ACT-1.pdf"
+
+    async def scenario(get: Any) -> list[tuple[int, str]]:
+        got = [await get(ok), await get(ok, token=False), await get("/reports.json", token=False),
+               await get("/reports.json"), await get("/operator/reports", token=False),
+               await get("/reports/file?activity=ACT-1&version=x&name=rekap-ACT-1.pdf"),
+               await get("/reports/file?activity=ACT-1&version=2&name=../../etc/passwd")]
+        views.down = True
+        return got + [await get(ok)]
+
+    served, anonymous, list_anonymous, listed, page_anonymous, bad_version, unknown, down = Browser(app).run(scenario)
+    assert served == (200, "%PDF-1.4 report body")
+    assert anonymous[0] == list_anonymous[0] == 401 and "report body" not in anonymous[1]
+    assert page_anonymous[0] in (302, 401) or "login" in page_anonymous[1].lower()
+    assert listed == (200, '{"due":[],"builds":[]}')
+    assert bad_version[0] == 400 and unknown[0] == 404 and down[0] == 503
+    assert ("report_file", ("ACT-1", 2, "../../etc/passwd")) in views.asked  # the views decide, never the path
 
 
 def test_services_become_tasks_of_the_app(tmp_path: Path) -> None:
