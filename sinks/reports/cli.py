@@ -112,7 +112,7 @@ def reports_build(
                 built = builder.build(name, progress=show)
             except NothingToReport as exc:
                 raise CliError(str(exc)) from None
-        what = "built" if built.created else "unchanged since"
+        what = "built" if built.created else "unchanged (the store has not changed since it was built)"
         reason = f" ({built.reason})" if built.created and built.reason else ""
         out.print(f"[green]✓[/] {escape(name)} reports v{built.version} {what}{escape(reason)}: {built.results} "
                   f"individual reports, {len(built.files)} files in {escape(str(built.directory))}")

@@ -136,14 +136,23 @@ def grid(rows: Sequence[Sequence[Any]], widths: Sequence[float] | None = None, *
     return table
 
 
+def chart_png(figure: Figure, *, dpi: int = 150) -> tuple[bytes, float]:
+    """A matplotlib figure as PNG bytes and its height/width ratio: rendered once, placed as often as needed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)  # the figure's tight layout engine already trims it
+    fig_w, fig_h = figure.get_size_inches()
+    return buffer.getvalue(), fig_h / fig_w
+
+
+def image(png: tuple[bytes, float], width: float) -> Image:
+    """A fresh flowable of a rendered chart ``width`` points wide (a flowable belongs to one document)."""
+    data, ratio = png
+    return Image(io.BytesIO(data), width=width, height=width * ratio)
+
+
 def chart(figure: Figure, width: float, *, dpi: int = 150) -> Image:
     """A matplotlib figure as an image of ``width`` points on the page (its aspect kept)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    buffer.seek(0)
-    fig_w, fig_h = figure.get_size_inches()
-    image = Image(buffer, width=width, height=width * fig_h / fig_w, kind="proportional")
-    return image
+    return image(chart_png(figure, dpi=dpi), width)
 
 
 def new_figure(width_in: float, height_in: float) -> Figure:
@@ -165,6 +174,13 @@ def version_line(meta: ReportMeta) -> str:
     return line
 
 
+def footer_line(meta: ReportMeta) -> str:
+    """The version on every page, short enough for one line; the full line (why, and when the superseded one was
+    built) is in the document's body."""
+    line = f"{KIND_NAMES.get(meta.kind, meta.kind)} versi {meta.version}, dibuat {waktu(meta.built_at)}"
+    return line + (f"; menggantikan versi {meta.supersedes}" if meta.supersedes is not None else "")
+
+
 def _furniture(meta: ReportMeta, heading: str) -> Callable[[Any, Any], None]:
     def draw(canvas: Any, doc: Any) -> None:
         width, height = PAGE
@@ -174,7 +190,7 @@ def _furniture(meta: ReportMeta, heading: str) -> Callable[[Any, Any], None]:
         canvas.drawRightString(width - MARGIN, height - 11 * mm, f"Kegiatan {meta.activity_id}")
         canvas.drawString(MARGIN, 11 * mm, CONFIDENTIAL)
         canvas.drawRightString(width - MARGIN, 11 * mm, f"Halaman {doc.page}")
-        canvas.drawString(MARGIN, 7.5 * mm, version_line(meta))
+        canvas.drawString(MARGIN, 7.5 * mm, footer_line(meta))
         canvas.restoreState()
     return draw
 

@@ -10,9 +10,10 @@ the generator's data, and compared with the store read by plain SQL here and wit
   simulator's truth, the no-show list its absentees;
 - every individual report has all seven elements and its participant's nine levels, standards, gaps and JPM;
 - files are 0600 in 0700 directories with the checksums `sha256sum -c` accepts; the worker's web page serves
-  them only with the operator token;
+  them only with the operator token, and in Chromium an operator logs in and downloads one;
 - `cact reports due` gives working days 11 and 21 and the states; `cact reports deliver` hands over the latest
-  build and refuses a stale one; `cact rescore` rebuilds the reports as version 2, which says so;
+  build (a stale one is refused: tests/unit/sinks/reports/test_report_builds.py); `cact rescore` rebuilds the
+  reports as version 2, which says so;
 - page one of an individual report and of the recap, rendered by pdftoppm, is ink where the text layer says.
 """
 
@@ -34,6 +35,7 @@ import httpx
 import matplotlib.image
 import pytest
 from openpyxl import load_workbook
+from playwright.sync_api import sync_playwright
 from sqlalchemy import create_engine, text
 
 from cact.processes import WorkerProcess, consumer_groups
@@ -47,6 +49,8 @@ from streams.kafka import wait_until_consumed
 TEST_DAY = date(2026, 11, 3)  # a Tuesday; no holiday in November 2026
 RECAP_DUE, FULL_DUE = date(2026, 11, 18), date(2026, 12, 2)  # working days 11 and 21, counted by hand
 TOKEN = "reports-test-operator-" + "k" * 24
+CHROMIUM = "/usr/bin/chromium"  # Debian's (`make browser`); Playwright never downloads one
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 SEVEN = ("1. Identitas", "2. Profil Potensi", "3. Profil Kompetensi", "4. Kekuatan dan Area Pengembangan",
          "5. Rekomendasi", "6. Saran Penempatan", "7. Saran Pengembangan")
 ATTENDANCE_WORDS = {"present": "Hadir", "present_susulan": "Hadir (susulan)", "no_show": "Tidak hadir"}
@@ -275,6 +279,32 @@ def test_reports_of_a_day_equal_the_store_and_the_truth(pipeline_kafka: Settings
                          headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
         listed = httpx.get(f"{base}/reports.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
         assert any(f["name"] == f"rekap-{activity}.pdf" for b in listed["builds"] for f in b["files"])
+
+        # --- in a real browser: the operator logs in, sees the due dates and checksums, downloads the recap ---
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(accept_downloads=True)
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                answer = page.goto(f"{base}/operator/reports", wait_until="load")
+                assert answer is not None and answer.status == 401  # the login form, nothing of the reports
+                page.fill('[data-testid="login-token"]', TOKEN)
+                with page.expect_navigation():
+                    page.click('[data-testid="login-submit"]')
+                row = page.locator(f'[data-testid="due-{activity}-recap"]')
+                row.wait_for(timeout=15_000)
+                assert "terkirim" in row.inner_text() and RECAP_DUE.isoformat() in row.inner_text()
+                link = page.locator(f'[data-testid="file-rekap-{activity}.xlsx"]')
+                sums = dict(reversed(x.split("  ")) for x in (home / "SHA256SUMS").read_text().splitlines())
+                assert sums[f"rekap-{activity}.xlsx"] in page.locator('[data-testid="reports-files"]').inner_text()
+                with page.expect_download() as download:
+                    link.click()
+                saved = tmp_path / "downloaded.xlsx"
+                download.value.save_as(saved)
+                assert saved.read_bytes() == (home / f"rekap-{activity}.xlsx").read_bytes() and not errors
+            finally:
+                browser.close()
 
         # --- a rescore: version 2, which says so; the old build stays as delivered ---
         rescored_activity = activity
