@@ -8,16 +8,19 @@ A build reads the activity in one snapshot (sinks/reports/data.py), and writes, 
 - ``lengkap-<activity>.pdf``: the full report (Laporan Lengkap), the recap followed by every individual report;
 - ``SHA256SUMS``: every file's checksum, in the format ``sha256sum -c`` checks.
 
-The files are written under a ``.partial`` name and renamed into place only when complete, and the build is
-recorded (``report_builds``) only after the rename: a crash leaves no half build behind that the catalog
-would offer. Building again from a store that has not changed gives the same version back; a store that
+The files are written under a ``.partial`` name of their own, the build is recorded (``report_builds``), and
+only then is the folder renamed into place: a crash in between leaves a recorded build whose files are missing,
+which the catalog refuses to serve or deliver (their checksums cannot match) and which the next build replaces
+with a new version. Building again from a store that has not changed gives the same version back; a store that
 changed (a rescore, a late susulan) gives the next version, which names the one it supersedes and why.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -102,7 +105,7 @@ class ReportBuilder:
                                   "nothing to report (check the id with `cact reports due`)")
         digest = self.fingerprint(data)
         previous = self.latest(activity_id)
-        if previous is not None and previous.fingerprint == digest:
+        if previous is not None and previous.fingerprint == digest and Path(previous.directory).is_dir():
             return Built(activity_id, previous.version, Path(previous.directory), list(previous.files), False,
                          previous.results, previous.reason, previous.last_test_day)
         version = (previous.version if previous else 0) + 1
@@ -116,25 +119,25 @@ class ReportBuilder:
                           previous.built_at if previous else None, reason)
         home = private_dir(private_dir(self.reports_dir) / activity_id)
         final = home / f"v{version}"
-        partial = home / f".v{version}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
+        # Two builders of one activity may race: each renders into a folder of its own, the database decides
+        # who owns the version (its primary key), and only the owner moves its folder into place.
+        partial = home / f".v{version}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
         try:
             files = self._render(private_dir(partial), data, meta, progress)
             _write_sums(partial, files)
-            if final.exists():  # a build that crashed after its rename but before it was recorded
+            row = m.ReportBuild(activity_id=activity_id, version=version, built_at=built_at, fingerprint=digest,
+                                last_test_day=data.last_test_day, results=len(data.results),
+                                directory=str(final), files=files, reason=reason)
+            try:
+                with Session(self.store.engine) as s, s.begin():
+                    s.add(row)
+            except IntegrityError:  # another builder recorded this version first: theirs stands
+                return self.build(activity_id, progress=progress)
+            if final.exists():  # left by a crash after a rename whose record never committed: not a build
                 shutil.rmtree(final)
             partial.rename(final)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
-        row = m.ReportBuild(activity_id=activity_id, version=version, built_at=built_at, fingerprint=digest,
-                            last_test_day=data.last_test_day, results=len(data.results), directory=str(final),
-                            files=files, reason=reason)
-        try:
-            with Session(self.store.engine) as s, s.begin():
-                s.add(row)
-        except IntegrityError:  # another builder recorded this version first: theirs stands
-            shutil.rmtree(final, ignore_errors=True)
-            return self.build(activity_id, progress=progress)
         return Built(activity_id, version, final, files, True, len(data.results), reason, data.last_test_day)
 
     def _render(self, directory: Path, data: ActivityData, meta: ReportMeta,

@@ -7,6 +7,7 @@ since corrected.
 
 from __future__ import annotations
 
+import shutil
 import stat
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -83,6 +84,16 @@ def test_a_changed_store_gives_the_next_version_naming_the_one_it_supersedes(bui
     assert (second.directory.parent / "v1").is_dir()  # the old build stays, as it may have been delivered
     rescored = next(r for r in read_activity(store, ACTIVITY).results if r.nip == nip(2))
     assert rescored.result_version == 2 and [e.result_version for e in rescored.earlier] == [1]
+
+
+def test_a_recorded_build_whose_files_are_gone_is_not_offered_and_is_replaced(builder: ReportBuilder,
+                                                                               store: ResultsStore) -> None:
+    first = builder.build(ACTIVITY)
+    shutil.rmtree(first.directory)  # a crash between the record and the rename, or a lost disk
+    assert catalog.report_file(store, ACTIVITY, 1, f"rekap-{ACTIVITY}.pdf") is None
+    again = builder.build(ACTIVITY)
+    assert (again.version, again.created) == (2, True) and again.directory.is_dir()
+    assert not list(again.directory.parent.glob(".*partial"))
 
 
 def test_the_catalog_serves_only_recorded_intact_files(builder: ReportBuilder, store: ResultsStore) -> None:
