@@ -26,7 +26,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_alert_rules_are_valid() -> None:
     out = promtool("check", "rules", "alerts.yml").stdout
-    assert "SUCCESS: 8 rules found" in out
+    assert "SUCCESS: 10 rules found" in out
 
 
 def test_prometheus_config_is_valid_and_loads_the_rules() -> None:
@@ -46,7 +46,8 @@ def test_alert_rules_fire_and_stay_quiet_as_specified() -> None:
 
 @pytest.mark.parametrize("alert, severity", [("CactNoShowRateHigh", "warning"), ("CactLabSilent", "critical"),
                                              ("CactLabNotHeard", "critical"), ("CactSiasnBacklogStale", "warning"),
-                                             ("CactSiasnRejected", "warning")])
+                                             ("CactSiasnRejected", "warning"), ("CactReportAtRisk", "warning"),
+                                             ("CactReportLate", "critical")])
 def test_every_alert_is_explained_and_tested_both_ways(alert: str, severity: str) -> None:
     rules = (DEPLOY / "alerts.yml").read_text()
     rule = re.search(rf"- alert: {alert}\n(.*?)(?=\n      - alert:|\Z)", rules, re.S)
