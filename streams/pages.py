@@ -91,6 +91,14 @@ def _unavailable(exc: BaseException) -> str:
     return f"results store unavailable ({type(exc).__name__})"
 
 
+async def _ask(query: Callable[..., Any], *args: Any) -> tuple[Any, str | None]:
+    """A blocking store query in a thread: (answer, None), or (None, why) when the store is down, for a 503."""
+    try:
+        return await asyncio.to_thread(query, *args), None
+    except Exception as exc:  # the database is down: the page says so and keeps polling
+        return None, _unavailable(exc)
+
+
 def add_pages(app: faust.App, *, settings: Settings, data: OperatorData, freshness: Callable[[], dict[str, Any]],
               registry: CollectorRegistry, login_failures: Counter) -> None:
     """Route the worker's pages on ``app``; ``/metrics`` serves ``registry``, the one the worker counts on."""
@@ -106,10 +114,10 @@ def add_pages(app: faust.App, *, settings: Settings, data: OperatorData, freshne
     @app.page("/attendance.json")
     @guarded(as_json=True)
     async def attendance_json(web: Any, request: Any) -> Any:
-        try:
-            return web.json({**await asyncio.to_thread(data.overview), "freshness": freshness()})
-        except Exception as exc:  # the database is down: say so, the page keeps polling
-            return web.json({"error": _unavailable(exc), "freshness": freshness()}, status=503)
+        overview, down = await _ask(data.overview)
+        if down:
+            return web.json({"error": down, "freshness": freshness()}, status=503)
+        return web.json({**overview, "freshness": freshness()})
 
     # Lists with NIPs, each behind the operator token: who is absent from a session, which results are held back.
     @app.page("/absent.json")
@@ -118,10 +126,9 @@ def add_pages(app: faust.App, *, settings: Settings, data: OperatorData, freshne
         session_id = request.query.get("session", "")
         if not session_id:
             return web.json({"error": "name the session: /absent.json?session=<session_id>"}, status=400)
-        try:
-            found = await asyncio.to_thread(views.absent, session_id)
-        except Exception as exc:
-            return web.json({"error": _unavailable(exc)}, status=503)
+        found, down = await _ask(views.absent, session_id)
+        if down:
+            return web.json({"error": down}, status=503)
         if found is None:
             return web.json({"error": f"no session {session_id[:64]!r} in the results store"}, status=404)
         return web.json(found)
@@ -129,18 +136,14 @@ def add_pages(app: faust.App, *, settings: Settings, data: OperatorData, freshne
     @app.page("/held-back.json")
     @guarded(as_json=True)
     async def held_back_json(web: Any, request: Any) -> Any:
-        try:
-            return web.json(await asyncio.to_thread(views.held_back))
-        except Exception as exc:
-            return web.json({"error": _unavailable(exc)}, status=503)
+        answer, down = await _ask(views.held_back)
+        return web.json({"error": down}, status=503) if down else web.json(answer)
 
     @app.page("/reports.json")
     @guarded(as_json=True)
     async def reports_json(web: Any, request: Any) -> Any:
-        try:
-            return web.json(await asyncio.to_thread(views.reports))
-        except Exception as exc:
-            return web.json({"error": _unavailable(exc)}, status=503)
+        answer, down = await _ask(views.reports)
+        return web.json({"error": down}, status=503) if down else web.json(answer)
 
     # Reports carry names, NIPs and results: served only behind the token, and only files a build recorded.
     @app.page("/reports/file")
@@ -154,10 +157,9 @@ def add_pages(app: faust.App, *, settings: Settings, data: OperatorData, freshne
         if not activity or not name or version < 1:
             return web.json({"error": "name the file: /reports/file?activity=<id>&version=<n>&name=<file>"},
                             status=400)
-        try:
-            found = await asyncio.to_thread(views.report_file, activity, version, name)
-        except Exception as exc:
-            return web.json({"error": _unavailable(exc)}, status=503)
+        found, down = await _ask(views.report_file, activity, version, name)
+        if down:
+            return web.json({"error": down}, status=503)
         if found is None:
             return web.json({"error": "no such report file"}, status=404)
         body = await asyncio.to_thread(found.path.read_bytes)

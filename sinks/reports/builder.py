@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from reportlab.platypus import Flowable, PageBreak
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sinks import models as m
+from sinks.engine import aware
 from sinks.reports import pdf
 from sinks.reports.calendar import WorkingCalendar, due_dates
 from sinks.reports.data import fingerprint, read_activity
@@ -112,7 +113,7 @@ class ReportBuilder:
         built_at = self.clock()
         reason = None
         if previous is not None:
-            since = previous.built_at if previous.built_at.tzinfo else previous.built_at.replace(tzinfo=UTC)
+            since = aware(previous.built_at)
             rescored = any(e.created_at > since for r in data.results for e in r.earlier)
             reason = RESCORED if rescored else CHANGED
         meta = ReportMeta(activity_id, "recap", version, built_at, previous.version if previous else None,
@@ -177,8 +178,3 @@ class ReportBuilder:
         done += 1
         say("checksums", done, total)
         return out
-
-
-def build_count(store: ResultsStore) -> int:
-    with Session(store.engine) as s:
-        return int(s.scalar(select(func.count()).select_from(m.ReportBuild)) or 0)

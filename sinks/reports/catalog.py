@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sinks import models as m
+from sinks.engine import aware
 from sinks.reports.files import private_dir, private_file, sha256
 from sinks.store import ResultsStore
 
@@ -51,15 +52,11 @@ def builds(store: ResultsStore) -> list[dict[str, Any]]:
         deliveries: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for x in s.scalars(select(d).order_by(d.delivered_at)):
             deliveries.setdefault((x.activity_id, x.version), []).append(
-                {"kind": x.kind, "delivered_at": _aware(x.delivered_at).isoformat(), "operator": x.operator})
-    return [{"activity_id": r.activity_id, "version": r.version, "built_at": _aware(r.built_at).isoformat(),
+                {"kind": x.kind, "delivered_at": aware(x.delivered_at).isoformat(), "operator": x.operator})
+    return [{"activity_id": r.activity_id, "version": r.version, "built_at": aware(r.built_at).isoformat(),
              "results": r.results, "reason": r.reason, "last_test_day": r.last_test_day.isoformat(),
              "files": [{k: f[k] for k in ("kind", "name", "sha256", "bytes")} for f in r.files],
              "deliveries": deliveries.get((r.activity_id, r.version), [])} for r in rows]
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def report_file(store: ResultsStore, activity_id: str, version: int, name: str) -> ReportFile | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import asdict
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from schemas.domain import AttendanceStatus as St
 from sinks import models as m
+from sinks.engine import aware
 from sinks.reports.model import (
     COMPETENCY_NAMES,
     ActivityData,
@@ -42,14 +43,10 @@ _ORDER = {code: i for i, code in enumerate(COMPETENCY_NAMES)}
 _ROSTER = {St.SCHEDULED.value, St.CHECKED_IN.value, St.NO_SHOW.value, St.RESCHEDULED.value}
 
 
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def local_day(starts_at: datetime, offset_minutes: int | None) -> date:
     """The lab's date of a session: what the participants call the test day."""
     zone = timezone(timedelta(minutes=DEFAULT_OFFSET_MINUTES if offset_minutes is None else offset_minutes))
-    return _aware(starts_at).astimezone(zone).date()
+    return aware(starts_at).astimezone(zone).date()
 
 
 def last_test_day(session_days: list[date], assessed_days: list[date]) -> date | None:
@@ -85,7 +82,7 @@ def _results(s: Session, activity_id: str,
         if row.status == "current":
             current.append(row)
         else:
-            earlier[row.nip].append(EarlierVersion(row.result_version, row.blueprint_version, _aware(row.created_at),
+            earlier[row.nip].append(EarlierVersion(row.result_version, row.blueprint_version, aware(row.created_at),
                                                    row.jpm, row.category))
     out = []
     for row in current:
@@ -96,7 +93,7 @@ def _results(s: Session, activity_id: str,
             agency_name=names.get(row.agency_id, ""), purpose=row.purpose, position_tier=row.position_tier,
             session_id=row.session_id, host_activity_id=row.host_activity_id, organiser_id=row.organiser_id,
             blueprint_id=row.blueprint_id, blueprint_version=row.blueprint_version, result_version=row.result_version,
-            created_at=_aware(row.created_at), assessed_on=row.assessed_on, valid_until=row.valid_until, jpm=row.jpm,
+            created_at=aware(row.created_at), assessed_on=row.assessed_on, valid_until=row.valid_until, jpm=row.jpm,
             category=row.category, standing=row.standing, standing_detail=row.standing_detail,
             flags=list(row.flags or []), competencies=sorted(comps[key], key=lambda line: _ORDER[line.code]),
             sections=secs[key], potential={k: float(v) for k, v in potential.items()} if potential else None,

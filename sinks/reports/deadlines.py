@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from schemas.domain import AttendanceStatus as St
 from sinks import models as m
+from sinks.engine import aware
 from sinks.reports.calendar import WorkingCalendar, due_dates
 from sinks.reports.data import last_test_day, local_day
 from sinks.reports.model import REPORT_KINDS, WIB
@@ -113,7 +114,7 @@ def due_rows(store: ResultsStore, calendar: WorkingCalendar, *, today: date, at_
                 activity_id=activity, agency_id=agency.get(activity, ("", ""))[0],
                 agency_name=agency.get(activity, ("", ""))[1], kind=kind, last_test_day=last, due=dues[kind],
                 working_days_left=left, state=state, running=activity in running, built_version=built.get(activity),
-                delivered_version=version, delivered_at=at if at is None or at.tzinfo else at.replace(tzinfo=UTC),
+                delivered_version=version, delivered_at=None if at is None else aware(at),
                 at_risk=state != "delivered" and left <= at_risk_working_days))
     return sorted(rows, key=lambda x: (x.due, x.activity_id, x.kind))
 
