@@ -127,8 +127,8 @@ def sink(ctx: typer.Context) -> None:
         return
     import asyncio
     import logging
-    import signal
 
+    from sinks.metrics_http import Heartbeat, start_metrics_server, until_signalled
     from sinks.runner import run_sink
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -138,22 +138,12 @@ def sink(ctx: typer.Context) -> None:
     if port:
         errors.check_port_free(host, port, "CACT_SINK_METRICS_PORT", "CACT_SINK_METRICS_HOST")
     preflight.check_kafka(settings)
-    if port:  # a sink of its own has no worker web server: /metrics on a port of its own, if asked for
-        from prometheus_client import start_http_server
+    heartbeat = Heartbeat()
+    if port:  # a sink of its own has no worker web server: /metrics and /healthz on a port of its own, if asked for
+        start_metrics_server(host, port, health=heartbeat, port_var="CACT_SINK_METRICS_PORT",
+                             host_var="CACT_SINK_METRICS_HOST")
 
-        try:
-            start_http_server(port, addr=host)
-        except OSError as exc:  # taken since the check
-            raise errors.listen_error(host, port, "CACT_SINK_METRICS_PORT", "CACT_SINK_METRICS_HOST", exc) from None
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_sink(settings, stop)
-
-    asyncio.run(serve())
+    asyncio.run(until_signalled(lambda stop: run_sink(settings, stop), heartbeat))
 
 
 @app.command()

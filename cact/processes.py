@@ -18,6 +18,7 @@ from sinks.runner import sink_group
 from sinks.siasn.emulator import EmulatorThread
 from sinks.siasn.push import outbox_status
 from sinks.store import ResultsStore
+from streams.broker import stop_process_group
 
 
 class WorkerProcess:
@@ -39,13 +40,7 @@ class WorkerProcess:
             raise RuntimeError(f"the worker exited with {self.proc.returncode}; see {self._log.name}")
 
     def stop(self, timeout: float = 20) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc, timeout)
         self._log.close()
 
     def kill(self) -> None:

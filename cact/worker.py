@@ -3,11 +3,12 @@
 ``streams`` knows nothing of the results store or SI ASN (the layer rule, tests/unit/test_layers.py). This is
 where they meet: the store's queries become the pages' :class:`~streams.pages.OperatorViews`, the in-process
 sink and the SI ASN pusher become the worker's background services, and one registry carries the worker's,
-the sink's and the SI ASN pusher's metrics, the one the worker's /metrics serves.
+the sink's and the SI ASN pusher's metrics and ``cact_build_info``, the one the worker's /metrics serves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from schemas.errors import CliError
 from schemas.settings import Settings
 from sinks import attendance_view
-from sinks.metrics import AttendanceCollector, OutboxCollector, PusherMetrics, SinkMetrics
+from sinks.metrics import AttendanceCollector, OutboxCollector, PusherMetrics, SinkMetrics, register_build_info
 from sinks.reports import catalog
 from sinks.reports.calendar import CalendarFileError, WorkingCalendar
 from sinks.reports.deadlines import DueRow, ReportsCollector, due_rows, today_in_jakarta
@@ -83,12 +84,15 @@ def services(settings: Settings, store: ResultsStore, sink_metrics: SinkMetrics,
     if settings.siasn_push_enabled:
         from sinks.siasn.client import SiasnClient
         from sinks.siasn.config import SiasnConfig
+        from sinks.siasn.pusher_loop import PusherLoop
 
         async def siasn_pusher() -> None:
             async with SiasnClient(SiasnConfig.from_settings(settings)) as client:
-                await push.OutboxPusher.from_settings(store, client, settings, pusher_metrics).run()
+                pusher = push.OutboxPusher.from_settings(store, client, settings, pusher_metrics)
+                await PusherLoop(pusher, stop=asyncio.Event()).run()  # stopped by the worker's cancelling it
 
-        found.append(Service("siasn_pusher", siasn_pusher))
+        found.append(Service("siasn_pusher", siasn_pusher, crash="the SI ASN pusher stopped on an unexpected "
+                             "error; its claimed pushes come back after their lease"))
     return found
 
 
@@ -103,6 +107,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
                     "once it is back", type(exc).__name__)
     sink_metrics = SinkMetrics(registry)
     pusher_metrics = PusherMetrics(registry)
+    register_build_info(registry)
 
     views = StoreViews(store, settings)
 

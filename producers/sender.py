@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from kafka import KafkaProducer
@@ -40,6 +41,33 @@ PRUNE_EVERY_SECONDS = 3600.0
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class _LoginRefusals(logging.Handler):
+    """Keeps a SASL refusal that kafka-python logs while it bootstraps and then hides behind its own
+    "Unable to bootstrap" timeout, so the emitter's last error says the credentials are wrong, not the network."""
+
+    def __init__(self, seen: Callable[[BaseException], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.refusal: BaseException | None = None
+        self._seen = seen
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            if isinstance(arg, BaseException) and "Authentication" in type(arg).__name__:
+                self.refusal = arg
+                self._seen(arg)  # at once: a flush that gives up before the bootstrap does must say why
+
+
+@contextlib.contextmanager
+def _login_refusals(seen: Callable[[BaseException], None]) -> Iterator[_LoginRefusals]:
+    logger, handler = logging.getLogger("kafka"), _LoginRefusals(seen)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
 
 
 class Sender:
@@ -145,9 +173,10 @@ class Sender:
         if time.monotonic() < self.next_connect:
             return False
         try:
-            self.producer = KafkaProducer(**self.e._producer_kwargs)
+            with _login_refusals(self._refused) as refusals:
+                self.producer = KafkaProducer(**self.e._producer_kwargs)
         except Exception as exc:
-            self._outage(exc)
+            self._outage(refusals.refusal or exc)
             return False
         self.backoff.reset()
         self.cursor, self.from_db = 0, True
@@ -254,6 +283,9 @@ class Sender:
                 self.spool.mark_sent(late)
             self.inflight.clear()
         self.cursor, self.from_db = 0, True
+
+    def _refused(self, exc: BaseException) -> None:
+        self.e._last_error = _describe(exc)
 
     def _outage(self, exc: BaseException) -> None:
         self.e._last_error = _describe(exc)

@@ -142,8 +142,9 @@ def settings_lines(exc: ValidationError, model: type[BaseModel], environ: Mappin
     lines: dict[str, str] = {}
     for error in exc.errors():
         field = _field_of(model, error.get("loc", ()))
-        if field is None:  # not a field's own error (none today): say what pydantic said, without the value
-            lines[str(error.get("loc"))] = f"invalid setting {error.get('loc')}: {clean(error.get('msg', ''))}"
+        if field is None:  # a check across fields (a secret set twice, its file unreadable): its own message
+            message = str(error.get("msg", "")).removeprefix("Value error, ")
+            lines[str(error.get("loc")) + message] = f"invalid settings: {clean(message)}"
             continue
         var = env_name(model, field, environ)
         if var in lines:

@@ -13,12 +13,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.domain import PositionTier
 
 DEFAULT_HOME = Path(".cact")
+
+
+#: Settings whose value may come from a mounted file instead (the SI ASN credentials' files are read by
+#: sinks/siasn/config.py at each use; these two are needed once, at start).
+_SECRET_FILES = ("database_url_file", "kafka_sasl_password_file")
 
 
 def _kafka(name: str) -> AliasChoices:
@@ -42,6 +47,10 @@ class Settings(BaseSettings):
     )
     kafka_sasl_username: str | None = Field(default=None, validation_alias=_kafka("SASL_USERNAME"))
     kafka_sasl_password: SecretStr | None = Field(default=None, validation_alias=_kafka("SASL_PASSWORD"))
+    kafka_sasl_password_file: Path | None = Field(
+        default=None, validation_alias=_kafka("SASL_PASSWORD_FILE"),
+        description="File holding the SASL password (a mounted secret, e.g. the one Strimzi's KafkaUser makes); "
+                    "read once at start, instead of CACT_KAFKA_SASL_PASSWORD.")
     kafka_ssl_cafile: Path | None = Field(default=None, validation_alias=_kafka("SSL_CAFILE"))
     kafka_ssl_certfile: Path | None = Field(default=None, validation_alias=_kafka("SSL_CERTFILE"))
     kafka_ssl_keyfile: Path | None = Field(default=None, validation_alias=_kafka("SSL_KEYFILE"))
@@ -58,6 +67,9 @@ class Settings(BaseSettings):
     worker_web_host: str = "127.0.0.1"
     table_store: str = Field(default="memory://", description="Faust table store (memory:// or rocksdb://).")
     data_dir: Path = DEFAULT_HOME / "worker"
+    table_standby_replicas: int = Field(
+        default=0, ge=0, description="Copies of each table partition other workers keep warm, so a partition that "
+        "moves to them after a worker is lost needs no full changelog replay (docs/deploy.md \"Scale-out\").")
     batch_max: int = Field(default=500, ge=1, description="Input events processed (and state written) per batch.")
     batch_seconds: float = Field(default=0.05, gt=0, description="Longest wait to fill a batch.")
     commit_interval_seconds: float = Field(default=1.0, gt=0)
@@ -144,10 +156,16 @@ class Settings(BaseSettings):
         default=f"sqlite:///{DEFAULT_HOME / 'results.db'}",
         description="SQLAlchemy URL of the results store (PostgreSQL in production).",
     )
+    database_url_file: Path | None = Field(
+        default=None, description="File holding the results store's URL with its password (a mounted secret); "
+        "read once at start, instead of CACT_DATABASE_URL.")
 
     # --- SI ASN push -------------------------------------------------------------------------------
     siasn_push_enabled: bool = Field(
         default=False, description="Run the outbox pusher in the worker (SI ASN URL and credentials: CACT_SIASN_*).")
+    pusher_metrics_port: int | None = Field(default=None, description="A standalone `cact siasn push` serves "
+                                            "/metrics (and /healthz) here.")
+    pusher_metrics_host: str = Field(default="127.0.0.1", description="Address of the standalone pusher's /metrics.")
     siasn_push_batch: int = Field(default=20, ge=1, description="Pushes claimed from the outbox at a time.")
     siasn_lease_seconds: float = Field(
         default=120, gt=0, description="A claimed push not finished by then is read back and retried (crash safety).")
@@ -223,6 +241,27 @@ class Settings(BaseSettings):
     reports_at_risk_working_days: int = Field(
         default=2, ge=0, description="A report not delivered this many working days before its due date is at risk.")
 
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        """A ``…_FILE`` setting fills its value from the mounted file, so a container's environment never holds
+        the secret; setting both is refused, as two sources of one secret is a mistake waiting to happen."""
+        for file_field in _SECRET_FILES:
+            value_field = file_field.removesuffix("_file")
+            env = f"CACT_{value_field.upper()}"
+            path = getattr(self, file_field)
+            if path is None:
+                continue
+            if value_field in self.model_fields_set:
+                raise ValueError(f"set {env} or {env}_FILE, not both")
+            try:
+                text = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"{env}_FILE={path} cannot be read ({exc.strerror or exc})") from None
+            if not text:
+                raise ValueError(f"{env}_FILE={path} is empty")
+            setattr(self, value_field, SecretStr(text) if value_field == "kafka_sasl_password" else text)
+        return self
+
     @property
     def bootstrap_servers(self) -> str:
         """Where clients connect: the configured Kafka, else the embedded broker's address."""
@@ -241,8 +280,11 @@ def get_settings() -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process (a worker started by the demo or a test) these settings."""
     env: dict[str, str] = {}
+    from_files = {name.removesuffix("_file") for name in _SECRET_FILES if getattr(settings, name) is not None}
     for name, info in Settings.model_fields.items():
         value = getattr(settings, name)
+        if name in from_files:  # the child reads the file itself: the secret stays out of its environment
+            continue
         if value is None or value == info.get_default(call_default_factory=True):
             continue
         if isinstance(value, SecretStr):

@@ -1,5 +1,6 @@
 """The sinks' commands: the results store's quarantine, attendance lists, SI ASN backlog, holds and retries,
-and the SI ASN emulator. Mounted by the ``cact`` command (cact/cli.py), which adds ``cact sink`` itself.
+the SI ASN pusher on its own, and the SI ASN emulator. Mounted by the ``cact`` command (cact/cli.py), which adds
+``cact sink`` itself.
 """
 
 from __future__ import annotations
@@ -236,6 +237,59 @@ def siasn_decisions(
                       f"{d.action}: {d.previous_status} → {d.new_status}", errors.clean(d.operator, 100),
                       errors.clean(d.reason, 500))
     Console().print(table)
+
+
+@siasn_app.command("push")
+def siasn_push() -> None:
+    """Push the SI ASN outbox on its own, until Ctrl-C or SIGTERM (the workers then run without
+    CACT_SIASN_PUSH_ENABLED).
+
+    Several pushers may run side by side: each claims pushes with a lease. On a stop the push in flight is
+    finished and the rest of the claim handed back at once. /metrics and /healthz on CACT_PUSHER_METRICS_PORT
+    (at CACT_PUSHER_METRICS_HOST) when it is set. A database outage is waited out.
+    """
+    import asyncio
+    import logging
+
+    from sinks.metrics_http import Heartbeat, start_metrics_server, until_signalled
+    from sinks.siasn.client import SiasnClient
+    from sinks.siasn.config import SiasnConfig
+    from sinks.siasn.errors import SiasnConfigError
+    from sinks.siasn.push import OutboxPusher
+    from sinks.siasn.pusher_loop import PusherLoop
+    from sinks.store import ResultsStore
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    check_database_url(settings.database_url)  # unusable: stop now; unreachable: the pusher waits for it
+    try:
+        config = SiasnConfig.from_settings(settings)
+    except SiasnConfigError as exc:
+        raise CliError(f"cannot push to SI ASN: {exc}") from None
+    port, host = settings.pusher_metrics_port, settings.pusher_metrics_host
+    heartbeat = Heartbeat()
+    server = None
+    if port:
+        server = start_metrics_server(host, port, health=heartbeat, port_var="CACT_PUSHER_METRICS_PORT",
+                                      host_var="CACT_PUSHER_METRICS_HOST")
+    where = f", metrics http://{host}:{port}/metrics and /healthz" if port else ""
+    console.print(f"cact siasn push: SI ASN {errors.clean(config.base_url, 300)}, results store "
+                  f"{errors.clean(errors.mask_url(settings.database_url), 300)}{where}", highlight=False)
+    store = ResultsStore(settings.database_url)
+
+    async def push(stop: asyncio.Event) -> int:
+        async with SiasnClient(config) as client:
+            pusher = PusherLoop(OutboxPusher.from_settings(store, client, settings), stop=stop)
+            await pusher.run()
+            return pusher.released
+
+    try:
+        released = asyncio.run(until_signalled(push, heartbeat))
+    finally:
+        store.dispose()
+        if server is not None:
+            server.close()
+    console.print(f"cact siasn push stopped: {released} claimed push(es) handed back to the outbox", highlight=False)
 
 
 @siasn_app.command("retry")

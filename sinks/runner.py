@@ -202,7 +202,7 @@ class ResultsSink:
                 count_by_event_type(self.metrics.quarantined, (q["event_type"] for q in quarantined))
                 self.metrics.quarantine_rows.set(await self.until_done(self.store.quarantine_count))
             count_by_event_type(self.metrics.rows, kept)
-            self.metrics.batch_size.set(len(records))
+            self.metrics.batch_events.observe(len(records))
         try:
             await consumer.commit()
         except KafkaError as exc:  # CommitFailedError after a rebalance, a coordinator moving, a broker away

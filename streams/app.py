@@ -118,7 +118,7 @@ def create_app(settings: Settings, *, views: OperatorViews, registry: CollectorR
         broker_session_timeout=settings.group_session_timeout_seconds,
         broker_rebalance_timeout=settings.group_rebalance_timeout_seconds,
         broker_heartbeat_interval=settings.group_heartbeat_seconds,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.table_standby_replicas,
         # web_host is only the name the worker advertises; web_bind is where it listens. Faust's own pages
         # are off: /table/ serves table data (participants' names, NIPs, answers), /router/ the cluster's
         # layout, the stats and graph pages the worker's internals (docs/operations.md, "Web surface").
@@ -172,7 +172,7 @@ def create_app(settings: Settings, *, views: OperatorViews, registry: CollectorR
             metrics.lab_last_event.labels(lab_id=lab_id).set(seen)
         metrics.batch_seconds.observe(time.perf_counter() - chunk.started)
 
-    committer = Committer(lambda: app.producer, acknowledged)
+    committer = Committer(lambda: app.producer, acknowledged, latency=metrics.event_latency.observe)
 
     @app.agent(inputs)
     async def process(stream: faust.StreamT) -> None:

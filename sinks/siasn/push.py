@@ -132,15 +132,6 @@ class OutboxPusher:
             await self.deliver(row)
         return len(rows)
 
-    async def run(self, stop: asyncio.Event | None = None, idle_s: float = 1.0) -> None:
-        while stop is None or not stop.is_set():
-            try:
-                if await self.push_once() == 0:
-                    await asyncio.sleep(idle_s)
-            except Exception:  # the store or SI ASN misbehaving must not kill the worker: try again shortly
-                log.exception("SI ASN push round failed")
-                await asyncio.sleep(idle_s)
-
 
 def outbox_status(store: ResultsStore, now: datetime | None = None) -> dict[str, Any]:
     """Pushes per status (``held``: waiting for an operator, ``void``: withdrawn by one) and the age of the oldest

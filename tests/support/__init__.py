@@ -16,4 +16,10 @@ Conftest files keep only fixtures and hooks, each a few lines calling into these
 - ``database``: a fresh PostgreSQL database per test or session, and a store's rows as plain data.
 - ``contract_corpus``: the generated corpus and verdicts of the contract's differential tests.
 - ``clock``: a clock a test moves by hand, for code that takes ``clock=`` or ``now=`` instead of sleeping.
+- ``deploy_schemas``: the vendored CRD schemas, strict validation of deploy/k8s, and the PrometheusRule
+  generated from deploy/prometheus/alerts.yml.
+- ``promql_names``: the metric names a PromQL expression reads (dashboards and alert rules against /metrics).
+- ``tansu``: the embedded broker started with flags of a test's choosing.
+- ``sasl_front``: a SASL (SCRAM-SHA-256/512, PLAIN) and TLS front for Tansu, whose own ``--authentication``
+  checks no password and serves no TLS (tests/integration/streams/test_kafka_sasl.py says why).
 """

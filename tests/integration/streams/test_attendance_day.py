@@ -79,11 +79,14 @@ def test_attendance_day_matches_ground_truth(pipeline_kafka: Settings, pg_databa
     # every participant who sat a full session was scored; the silent session's were not (no sheets arrived)
     assert store.summary()["results_in_store"] == day.scored
 
-    # /metrics shows the rates
-    some = overview["by_agency"][0]
-    assert f'cact_no_show_rate{{dimension="agency",key="{some["agency_id"]}"}} {float(some["no_show_rate"])}' in metrics
-    assert 'cact_no_show_rate{dimension="overall",key="all"}' in metrics
+    # /metrics shows the rates, one family per dimension, and nothing per session
+    for r in overview["by_agency"]:
+        agency = r["agency_id"]
+        assert f'cact_agency_no_show_ratio{{agency_id="{agency}"}} {float(r["no_show_rate"])}' in metrics
+        assert f'cact_agency_participants{{agency_id="{agency}",state="no_show"}} {float(r["no_show"])}' in metrics
+    assert f'cact_no_show_ratio {float(overview["overall"]["no_show_rate"])}' in metrics
     assert f'cact_lab_silent{{lab_id="{silent_lab}"}} 1.0' in metrics
+    assert "session_id=" not in metrics
 
     # the no-show list for rescheduling, as CSV
     agency = max(truth, key=lambda a: truth[a]["no_show"])

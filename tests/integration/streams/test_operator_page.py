@@ -284,6 +284,16 @@ def test_operator_page_shows_the_days_numbers_live(pipeline_kafka: Settings, pg_
         worker.stop()
 
 
+#: The freshness line's count and the partition table's rows, read in one go (the page refreshes every 2 s).
+PARTITION_ROWS = """() => ({
+  behind: document.querySelector('[data-testid="freshness"]').getAttribute('data-behind'),
+  rows: Array.from(document.querySelectorAll('#partitions tbody tr[data-key]')).map(tr => ({
+    topic: tr.querySelector('.t-topic').textContent,
+    partition: tr.querySelector('.t-partition').textContent,
+    lag: tr.querySelector('[data-testid$="-lag"]').getAttribute('data-value')}))
+})"""
+
+
 # ---- mid-day: rates over closed windows, lab-local times, the freshness line ----------------------------
 
 #: 12:15 WIB, 13:15 WITA, 14:15 WIT: the morning sessions and the WIT afternoon have closed check-in, the WITA
@@ -402,6 +412,7 @@ def test_mid_day_rates_count_closed_windows_and_the_page_says_how_far_behind_it_
                 # ---- while it catches up: "N messages behind", N > 0, on the page and on /metrics ----------
                 behind: list[int] = []
                 lines: set[str] = set()
+                per_partition: list[dict[str, Any]] = []
                 lagging_metric = 0.0
                 deadline = time.monotonic() + 240
                 while True:
@@ -411,6 +422,7 @@ def test_mid_day_rates_count_closed_windows_and_the_page_says_how_far_behind_it_
                         behind.append(int(value))
                         if int(value) > 0:
                             lines.add(page.locator('[data-testid="freshness"]').inner_text())
+                            per_partition.append(page.evaluate(PARTITION_ROWS))
                             if not lagging_metric:
                                 metrics = httpx.get(f"{base}/metrics", timeout=10).text
                                 lagging_metric = sum(float(v) for v in re.findall(
@@ -425,6 +437,17 @@ def test_mid_day_rates_count_closed_windows_and_the_page_says_how_far_behind_it_
                 assert any(re.fullmatch(r"Data per / as of \d\d:\d\d:\d\d \S+, [1-9]\d* messages behind", line)
                            for line in lines), lines
                 assert lagging_metric > 0
+                # the partition table, read in the same instant as the line: one row per input partition the
+                # worker owns, and their lags add up to the line's count whenever every one is known
+                summed = [r for r in per_partition if r["behind"] not in (None, "unknown") and r["rows"]
+                          and all(row["lag"] != "null" for row in r["rows"])]
+                assert summed, f"the partition table never showed every lag while behind: {per_partition[-3:]}"
+                for r in summed:
+                    assert sum(int(row["lag"]) for row in r["rows"]) == int(r["behind"]), r
+                    assert {row["topic"] for row in r["rows"]} <= {"cact.schedule.v1", "cact.lab.v1",
+                                                                   "cact.control.v1"}, r
+                    assert len(r["rows"]) == len({(row["topic"], row["partition"]) for row in r["rows"]}), r
+                assert any(int(row["lag"]) > 0 for r in summed for row in r["rows"]), summed[-1]
                 caught_up = page.locator('[data-testid="freshness"]').inner_text()
                 assert caught_up.endswith(", 0 messages behind · up to date"), caught_up
                 consumed(settings, worker)

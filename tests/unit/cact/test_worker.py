@@ -3,7 +3,6 @@ series the alert rules read, and the services the settings ask for."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from cact.worker import StoreViews, build_app, services
 from schemas.settings import Settings
-from sinks.metrics import SinkMetrics
+from sinks.metrics import SinkMetrics, build_info
 from sinks.store import ResultsStore
 from streams.metrics import new_registry
+from support.promql_names import alert_queries, metric_names, missing
 
 ALERTS = Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "alerts.yml"
 
@@ -27,17 +27,16 @@ def test_the_worker_builds_twice_and_serves_every_series_the_alerts_read(tmp_pat
     first, second = new_registry(), new_registry()
     build_app(settings(tmp_path / "a"), first)
     build_app(settings(tmp_path / "b"), second)  # a second app, same process: no duplicated timeseries
-    read = set(re.findall(r"\bcact_[a-z_]+", ALERTS.read_text()))
-    assert read, "the alert rules read no cact_ series?"
+    read = {name for _, expr in alert_queries(ALERTS.read_text()) for name in metric_names(expr)}
+    assert read, "the alert rules read no series?"
     for registry in (first, second):
         text = generate_latest(registry).decode()
-        shown = set(re.findall(r"^# HELP (cact_[a-z_]+)", text, re.M))
-        # a histogram or counter is read as name_bucket/name_total; the family is named without it
-        missing = {name for name in read
-                   if name not in shown and re.sub(r"_(bucket|count|sum)$", "", name) not in shown}
-        assert not missing, f"alerts read series the worker does not serve: {sorted(missing)}"
+        # a histogram or counter is read as name_bucket/name_total; its family counts (tests/support/promql_names.py)
+        assert not missing(read, text), f"alerts read series the worker does not serve: {missing(read, text)}"
         assert "process_resident_memory_bytes" in text and "python_gc_objects_collected_total" in text
         assert "cact_siasn_deliveries_total" in text and "cact_sink_db_up" in text
+        assert "cact_event_latency_seconds_bucket" in text and "cact_sink_batch_events_bucket" in text
+        assert registry.get_sample_value("cact_build_info", build_info()) == 1.0
 
 
 def test_the_services_are_those_the_settings_ask_for(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The worker's shell (streams/app.py, streams/pages.py) without a broker: built twice in one process, each app on
 the registry it was given; its pages read the views it was given; its services are Faust tasks, crash-only
-where asked; and a committed chunk is counted per event type and per dead-letter reason."""
+where asked; and a committed chunk is counted per event type and per dead-letter reason, and each of its records'
+latency observed once the broker has acknowledged its outputs and state."""
 
 from __future__ import annotations
 
@@ -250,3 +251,51 @@ def test_a_committed_chunk_is_counted_per_event_type_and_per_dead_letter_reason(
     assert value("cact_events_out_total", {"event_type": "DeadLettered"}) == 2
     assert value("cact_deadletters_total", {"reason": "malformed_json", "source_topic": "cact.lab.v1"}) == 2
     assert value("cact_deadletters_total", {"reason": "wrong_topic", "source_topic": "cact.schedule.v1"}) == 1
+
+
+class FlushedOverlay:
+    """A table overlay whose changelog write the broker acknowledges, or refuses."""
+
+    def __init__(self, steps: list[str], refuse: bool = False) -> None:
+        self.steps, self.refuse = steps, refuse
+
+    async def flush(self, producer: Any) -> int:
+        if self.refuse:
+            raise ConnectionError("changelog write refused")
+        self.steps.append("state acknowledged")
+        return 1
+
+
+def records(*timestamps: float | None) -> list[Any]:
+    return [SimpleNamespace(message=SimpleNamespace(timestamp=t)) for t in timestamps]
+
+
+def test_each_record_s_latency_is_observed_once_its_outputs_and_state_are_acknowledged() -> None:
+    m = WorkerMetrics(CollectorRegistry())
+    steps: list[str] = []
+
+    def observe(seconds: float) -> None:
+        steps.append("latency")
+        m.event_latency.observe(seconds)
+
+    committer = commit.Committer(lambda: SimpleNamespace(), lambda chunk, n: steps.append("bookkeeping"),
+                                 latency=observe, clock=lambda: 1000.0)
+    # sent 0.3 s and 40 s before the acknowledgement; one without a timestamp; one from a lab clock 2 s ahead
+    chunk = SimpleNamespace(out=[], sessions=FlushedOverlay(steps), participants=FlushedOverlay(steps),
+                            records=records(999.7, 960.0, None, 1002.0))
+    asyncio.run(committer.commit(chunk))  # type: ignore[arg-type]
+    assert steps == ["state acknowledged", "state acknowledged", "bookkeeping", "latency", "latency", "latency"]
+    value = m.registry.get_sample_value
+    assert value("cact_event_latency_seconds_count") == 3
+    assert value("cact_event_latency_seconds_sum") == pytest.approx(40.3)
+    assert value("cact_event_latency_seconds_bucket", {"le": "0.0"}) is None  # no bucket below 0: ahead reads 0
+    assert value("cact_event_latency_seconds_bucket", {"le": "0.01"}) == 1
+    assert value("cact_event_latency_seconds_bucket", {"le": "0.3"}) == 2
+    assert value("cact_event_latency_seconds_bucket", {"le": "30.0"}) == 2
+    assert value("cact_event_latency_seconds_bucket", {"le": "60.0"}) == 3
+
+    refused = SimpleNamespace(out=[], sessions=FlushedOverlay(steps, refuse=True), participants=FlushedOverlay(steps),
+                              records=records(999.0))
+    with pytest.raises(ConnectionError):
+        asyncio.run(committer.commit(refused))  # type: ignore[arg-type]
+    assert value("cact_event_latency_seconds_count") == 3  # nothing observed for a chunk not acknowledged

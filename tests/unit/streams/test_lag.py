@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,13 +140,17 @@ def test_lag_metric_per_partition_and_no_series_while_unknown() -> None:
 
 def test_rate_metrics_leave_out_dimensions_without_a_closed_window() -> None:
     row = {"scheduled": 10, "checked_in": 8, "no_show": 2, "rescheduled": 0, "in_closed_windows": 10}
-    data = {"overall": {"no_show_rate": None},
-            "by_agency": [{"agency_id": "bps", "no_show_rate": 0.2}, {"agency_id": "lan", "no_show_rate": None}],
+    data = {"generated_at": "2026-11-03T05:00:00+00:00", "threshold": 0.15, "overall": {"no_show_rate": None},
+            "by_agency": [{"agency_id": "bps", "no_show_rate": 0.2, **row},
+                          {"agency_id": "lan", "no_show_rate": None, **row, "in_closed_windows": 0}],
             "by_lab": [], "by_activity": [],
             "sessions": [{"session_id": "S1", "lab_id": "L", "agency_id": "bps", "activity_id": "A",
-                          "no_show_rate": 0.2, **row}], "results": {"counted": 5, "incomplete": 1, "not_recognised": 2}}
+                          "starts_at": "2026-11-03T01:00:00+00:00", "state": "window_closed", "no_show_rate": 0.2,
+                          **row}], "results": {"counted": 5, "incomplete": 1, "not_recognised": 2}}
     text = scrape(AttendanceCollector(lambda: data))
-    assert 'cact_no_show_rate{dimension="agency",key="bps"} 0.2' in text
-    assert 'key="lan"' not in text and 'dimension="overall"' not in text  # not 0: absent
-    assert 'cact_attendance_in_closed_windows{activity_id="A",agency_id="bps",lab_id="L",session_id="S1"} 10.0' in text
+    assert 'cact_agency_no_show_ratio{agency_id="bps"} 0.2' in text
+    assert 'cact_agency_no_show_ratio{agency_id="lan"}' not in text  # not 0: absent
+    assert not re.search(r"^cact_no_show_ratio ", text, re.M)
+    assert 'cact_agency_closed_window_participants{agency_id="bps"} 10.0' in text
+    assert "session_id" not in text  # no per-session series
     assert 'cact_results_current{standing="not_recognised"} 2.0' in text

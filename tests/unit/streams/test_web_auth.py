@@ -246,7 +246,7 @@ def test_the_worker_serves_only_its_own_pages_and_binds_where_configured(tmp_pat
     # a new page must be added here on purpose, and guarded if it shows anything about a person or a session
     assert paths == {"/", "/login", "/logout", "/operator", "/attendance.json", "/metrics",
                      "/operator/absent", "/absent.json", "/held-back.json", "/operator/reports", "/reports.json",
-                     "/reports/file"}
+                     "/reports/file", "/healthz", "/readyz"}
 
 
 @pytest.mark.parametrize("variable", ["APP_WEB_TABLES_ENABLED", "APP_WEB_ROUTER_ENABLED", "APP_WEB_STATS_ENABLED",
