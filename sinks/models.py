@@ -205,11 +205,15 @@ class Participant(Base):
 
 
 class DeadLetter(Base):
-    """A rejected input message, once per source position: a reprocessed offset must not count twice."""
+    """A rejected input message, once per source position and content: a reprocessed offset must not count
+    twice, and a log that was lost and rebuilt (a broker restarted empty, topics recreated) hands its positions
+    out again to other messages, which must not be taken for the earlier ones (``value_sha256``; rows stored
+    before revision 0006 have ``""`` and still stand for their whole position)."""
 
     __tablename__ = "deadletters"
     __table_args__ = (
-        UniqueConstraint("source_topic", "source_partition", "source_offset", name="uq_deadletters_source"),
+        UniqueConstraint("source_topic", "source_partition", "source_offset", "value_sha256",
+                         name="uq_deadletters_source"),
     )
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     reason: Mapped[str] = mapped_column(String(64), index=True)
@@ -217,6 +221,7 @@ class DeadLetter(Base):
     source_topic: Mapped[str] = mapped_column(String(249))  # Kafka's longest topic name
     source_partition: Mapped[int] = mapped_column(Integer)
     source_offset: Mapped[int] = mapped_column(BigInteger)  # Kafka offsets are 64-bit
+    value_sha256: Mapped[str] = mapped_column(String(64), server_default="")
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -276,8 +281,9 @@ class QuarantinedRow(Base):
     """An output event the results store refused (a row the database rejects), once per source position.
 
     The sink must never stop on one row: the refused event is kept here with its reason, the rest of its batch
-    is written and the offsets are committed. Keyed by the Kafka position, so replaying the same input
-    quarantines nothing twice; ``event_json`` is the record as received, cut to ``QUARANTINE_JSON_CHARS``
+    is written and the offsets are committed. Keyed by the Kafka position and the record's SHA-256, so replaying
+    the same input quarantines nothing twice and a rebuilt log's new record at a reused position is kept too;
+    ``event_json`` is the record as received, cut to ``QUARANTINE_JSON_CHARS``
     (the source position points to the full record while the topic retains it).
     """
 
@@ -285,6 +291,7 @@ class QuarantinedRow(Base):
     source_topic: Mapped[str] = mapped_column(String(249), primary_key=True)
     source_partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    value_sha256: Mapped[str] = mapped_column(String(64), primary_key=True, server_default="")
     event_id: Mapped[str | None] = mapped_column(String(36))
     event_type: Mapped[str] = mapped_column(String(64), index=True)
     reason: Mapped[str] = mapped_column(String(500))

@@ -6,6 +6,7 @@ position (``sink_quarantine``), and the rest of its batch is written (sinks/stor
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -92,7 +93,8 @@ def quarantine_row(r: Record, reason: str, now: datetime) -> dict[str, Any]:
     event_id, event_type = _identity(r)
     value = r.value or b""
     return {"source_topic": r.topic[:249], "source_partition": r.partition, "source_offset": r.offset,
-            "event_id": event_id, "event_type": event_type, "reason": _clean(reason, 500),
+            "value_sha256": hashlib.sha256(value).hexdigest(), "event_id": event_id, "event_type": event_type,
+            "reason": _clean(reason, 500),
             "event_json": _clean(value[:QUARANTINE_JSON_CHARS * 4].decode("utf-8", "backslashreplace"),
                                  QUARANTINE_JSON_CHARS),
             "event_bytes": len(value), "first_seen_at": now}

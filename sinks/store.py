@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import (
@@ -107,6 +107,26 @@ def _copy_value(value: Any) -> Any:
 
 def _chunks(keys: list[Any], size: int = 500) -> list[list[Any]]:
     return [keys[i:i + size] for i in range(0, len(keys), size)]
+
+
+_T = TypeVar("_T")
+
+
+def _not_stored(conn: Connection, table: Table, keyed: dict[tuple[str, int, int, str], _T]
+                ) -> dict[tuple[str, int, int, str], _T]:
+    """Those of ``keyed`` (by source position and SHA-256 of the bytes there) that ``table`` does not hold.
+
+    A log lost and rebuilt hands its positions out again, so the digest tells a new record from a replayed one;
+    a row stored before revision 0006 has an empty digest and stands for its whole position."""
+    if not keyed:
+        return keyed
+    c = table.c
+    position = (c.source_topic, c.source_partition, c.source_offset)
+    stored: set[tuple[Any, ...]] = set()
+    for keys in _chunks(sorted({k[:3] for k in keyed})):
+        stored.update(tuple(r) for r in conn.execute(select(*position, c.value_sha256)
+                                                     .where(tuple_(*position).in_(keys))))
+    return {k: v for k, v in keyed.items() if k not in stored and (*k[:3], "") not in stored}
 
 
 def _aware(at: datetime) -> datetime:
@@ -261,15 +281,11 @@ class ResultsStore:
     def _quarantine(self, refused: list[tuple[Record, str]]) -> list[dict[str, Any]]:
         """Keep refused records, once per source position: a replayed offset adds nothing and counts nothing."""
         now = datetime.now(UTC)
-        rows = {(r.topic, r.partition, r.offset): quarantine_row(r, reason, now) for r, reason in refused}
+        rows = {(row["source_topic"], row["source_partition"], row["source_offset"], row["value_sha256"]): row
+                for row in (quarantine_row(r, reason, now) for r, reason in refused)}
         q = m.QuarantinedRow.__table__
         with self.engine.begin() as conn:
-            known: set[tuple[str, int, int]] = set()
-            for keys in _chunks(sorted(rows)):
-                known.update(tuple(k) for k in conn.execute(
-                    select(q.c.source_topic, q.c.source_partition, q.c.source_offset)
-                    .where(tuple_(q.c.source_topic, q.c.source_partition, q.c.source_offset).in_(keys))))
-            new = [row for key, row in rows.items() if key not in known]
+            new = list(_not_stored(conn, q, rows).values())
             self._upsert(conn, q, new)
         return new
 
@@ -285,7 +301,7 @@ class ResultsStore:
         results: dict[tuple[str, str, int], ev.ParticipantScored] = {}
         attendance: dict[tuple[str, str], ev.AttendanceChanged] = {}
         summaries: dict[str, ev.SessionSummary] = {}
-        deadletters: dict[tuple[str, int, int], ev.DeadLettered] = {}
+        deadletters: dict[tuple[str, int, int, str], ev.DeadLettered] = {}
         for e in events:
             if isinstance(e, ev.ParticipantScored):
                 p = e.payload
@@ -302,7 +318,7 @@ class ResultsStore:
                     summaries[s] = e
             elif isinstance(e, ev.DeadLettered):
                 d = e.payload
-                deadletters.setdefault((d.source_topic, d.source_partition, d.source_offset), e)
+                deadletters.setdefault((d.source_topic, d.source_partition, d.source_offset, d.value_sha256 or ""), e)
             else:
                 log.warning("results store ignores %s event %s", e.event_type, e.event_id)
 
@@ -315,12 +331,12 @@ class ResultsStore:
             summ = m.SessionSummaryRow.__table__
             self._upsert(conn, summ, [self._summary_row(e) for e in summaries.values()],
                          ["session_id"], _SUMMARY_COLS, only_if=lambda new: _newer(summ, new))
-            # No conflict target: a resent event (same event_id) and a reprocessed offset (same source position,
-            # possibly a new event_id) are both duplicates, whichever unique constraint catches them.
+            # No conflict target: a resent event (same event_id) and a reprocessed offset (same source position
+            # and bytes, possibly a new event_id) are both duplicates, whichever unique constraint catches them.
             self._upsert(conn, m.DeadLetter.__table__, [
-                {"event_id": str(e.event_id), "occurred_at": _utc(e.occurred_at),
+                {"event_id": str(e.event_id), "occurred_at": _utc(e.occurred_at), "value_sha256": key[3],
                  **e.payload.model_dump(include=set(_DEADLETTER_COLS))}
-                for e in deadletters.values()])
+                for key, e in _not_stored(conn, m.DeadLetter.__table__, deadletters).items()])
             self._write_participants(conn, {e.payload.nip for e in [*results.values(), *attendance.values()]})
 
     def _write_participants(self, conn: Connection, nips: set[str]) -> None:

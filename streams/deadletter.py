@@ -41,20 +41,23 @@ def record_time(timestamp: float | None, now: datetime | None = None) -> datetim
 
 def dead_letter(*, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
                 timestamp: float | None, reason: str, detail: str, index: int | None = None) -> ev.DeadLettered:
-    """The id is derived from the source position, so re-processing a message dead-letters it once.
+    """The id is derived from the source position and the bytes there, so re-processing a message dead-letters
+    it once, and a lost log rebuilt by the labs' resend (positions handed out again to other messages) cannot
+    make a new dead letter look like the old one at its position.
 
     ``index``: a lab event held until its schedule arrived and refused then (streams/processor.py ``LabTrust``)
     is dead-lettered on its own, after its record was taken; its id names its place in the record too."""
     raw = value if isinstance(value, (bytes, bytearray)) else b""
+    digest = hashlib.sha256(raw).hexdigest()
     payload = {
         "reason": reason, "detail": ev.printable(detail, DETAIL_MAX_CHARS), "source_topic": topic,
         "source_partition": partition, "source_offset": offset,
         "key_b64": base64.b64encode(key[:KEY_PREFIX_BYTES]).decode() if isinstance(key, (bytes, bytearray)) else None,
         "value_b64": base64.b64encode(raw[:VALUE_PREFIX_BYTES]).decode(),
-        "value_bytes": len(raw), "value_sha256": hashlib.sha256(raw).hexdigest(),
+        "value_bytes": len(raw), "value_sha256": digest,
         "value_truncated": len(raw) > VALUE_PREFIX_BYTES,
     }
     return ev.new_event(ev.DeadLettered, lab_id=PIPELINE_ID, occurred_at=record_time(timestamp),
-                        event_id=ev.derived_id("deadletter", topic, partition, offset,
+                        event_id=ev.derived_id("deadletter", topic, partition, offset, digest,
                                                 *(() if index is None else ("held", index))),
                         payload=payload)

@@ -182,6 +182,37 @@ class StoreCases:
             first.event_id)
         assert store.summary()["deadletters"] == 3
 
+    def a_rebuilt_log_reusing_positions_loses_nothing(self, store: ResultsStore) -> None:
+        """A broker that lost its log hands its positions out again: a different message dead-lettered (or a
+        different output record quarantined) at a position already used is a new row; the same one replayed
+        is not; a dead letter stored without a digest (before revision 0006) still stands for its position."""
+        from schemas import topics
+        from sinks.quarantine import Record
+        from streams.deadletter import dead_letter
+
+        def letter(offset: int, value: bytes) -> ev.DeadLettered:
+            return dead_letter(topic="cact.lab.v1", partition=0, offset=offset, key=b"S-1", value=value,
+                               timestamp=T0.timestamp(), reason="bad_json", detail="not valid JSON")
+
+        before, after = letter(7, b'{"event_type": '), letter(7, b"\xff not json")
+        assert before.event_id != after.event_id
+        store.write_batch([before])
+        store.write_batch([after, letter(7, b'{"event_type": ')])
+        store.write_batch([self.deadletter(9)])  # no digest: as stored before revision 0006
+        store.write_batch([letter(9, b"{")])
+        rows = self.snapshot(store)["deadletters"]
+        assert sorted((r["source_offset"], r["value_sha256"]) for r in rows) == [
+            (7, before.payload.value_sha256), (7, after.payload.value_sha256), (9, "")]
+        att = topics.ATTENDANCE.name
+        first, second = Record(att, 0, 3, b"\x00not an event", None, "undecodable output (invalid_json): x"), \
+            Record(att, 0, 3, b"\x00another one", None, "undecodable output (invalid_json): y")
+        assert len(store.write_records([first])) == 1
+        assert len(store.write_records([second, first])) == 1
+        assert store.write_records([first, second]) == []
+        assert sorted((q["source_offset"], q["reason"][-1], q["event_bytes"]) for q in store.quarantined()) == [
+            (3, "x", len(first.value)), (3, "y", len(second.value))]
+        assert store.summary()["deadletters"] == 3
+
     def participants_follow_the_latest_event(self, store: ResultsStore) -> None:
         store.write_batch([self.attendance(NIP_A, "scheduled", T0)])
         assert [(r["nip"], r["agency_id"], r["position_tier"]) for r in self.snapshot(store)["participants"]] == [
@@ -322,5 +353,6 @@ class StoreCases:
 #: The store scenarios every backend runs (methods of StoreCases taking the store).
 STORE_SCENARIOS = ["redelivered_batch_changes_nothing", "higher_version_supersedes_and_both_are_kept",
                    "attendance_keeps_the_latest_occurred_at", "session_summary_keeps_the_latest",
-                   "deadletters_dedupe_by_source_offset", "participants_follow_the_latest_event", "summary_numbers",
+                   "deadletters_dedupe_by_source_offset", "a_rebuilt_log_reusing_positions_loses_nothing",
+                   "participants_follow_the_latest_event", "summary_numbers",
                    "refused_rows_are_quarantined_and_the_rest_written", "participants_do_not_depend_on_order"]

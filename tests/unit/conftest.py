@@ -26,6 +26,11 @@ import pytest
 # when it is first imported (``platform.architecture``), so it is imported here, before any guard is on.
 with contextlib.suppress(ImportError):
     import croniter  # noqa: F401
+# Likewise matplotlib (under the PDF reports): on a machine without its font cache, the first import runs
+# ``fc-list`` to build it. `pytest tests` imports it from an integration module first; `pytest tests/unit`
+# on a fresh machine would refuse it inside the first report test's import.
+with contextlib.suppress(ImportError):
+    import matplotlib.font_manager  # noqa: F401
 
 
 class StartsAProcess(AssertionError):

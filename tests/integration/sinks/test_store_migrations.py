@@ -80,3 +80,49 @@ def test_0004_keeps_earlier_results_counted_and_downgrades(pg_database: str, sto
         assert "siasn_decisions" not in inspect(conn).get_table_names()
     store.create_schema()  # and up again
     store.dispose()
+
+
+@pytest.mark.postgres
+def test_0006_keys_by_content_keeps_earlier_rows_for_their_position_and_downgrades(pg_database: str) -> None:
+    """A store from before 0006: its dead letter and quarantined record keep standing for their positions (a
+    replay adds nothing, though the replay's digest is new to them); after it, a rebuilt log's new message at a
+    used position is a row of its own; going back to 0005 leaves one row per position again."""
+    from schemas import topics
+    from sinks.quarantine import Record
+    from sinks.schema_migrations import upgrade
+    from streams.deadletter import dead_letter
+
+    def letter(offset: int, value: bytes) -> Any:
+        return dead_letter(topic="cact.lab.v1", partition=0, offset=offset, key=None, value=value, timestamp=0.0,
+                           reason="bad_json", detail="not valid JSON")
+
+    store = ResultsStore(pg_database)
+    upgrade(store.engine, "0005")
+    old = letter(5, b"{")
+    with store.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO deadletters (event_id, reason, detail, source_topic, source_partition, source_offset, "
+            "occurred_at) VALUES (:id, 'bad_json', 'x', 'cact.lab.v1', 0, 5, now())"), {"id": str(uuid.uuid4())})
+        conn.execute(text(
+            "INSERT INTO sink_quarantine (source_topic, source_partition, source_offset, event_type, reason, "
+            "event_json, event_bytes, first_seen_at) VALUES (:t, 0, 2, 'unknown', 'r', 'x', 1, now())"),
+            {"t": topics.ATTENDANCE.name})
+    store.create_schema()
+    store.write_batch([old])  # the replay of the stored one
+    replayed = Record(topics.ATTENDANCE.name, 0, 2, b"x", None, "undecodable output (invalid_json): r")
+    assert store.write_records([replayed]) == []
+    store.write_batch([letter(6, b"{"), letter(6, b"[")])
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT source_offset, value_sha256 FROM deadletters ORDER BY 1, 2")).all()
+    assert [(o, bool(d)) for o, d in rows] == [(5, False), (6, True), (6, True)]
+    cfg = alembic_config(store.engine)
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT source_offset FROM deadletters ORDER BY 1")).scalars().all() == [5, 6]
+        assert conn.execute(text("SELECT count(*) FROM sink_quarantine")).scalar() == 1
+    store.create_schema()  # and up again
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    store.dispose()
