@@ -1,4 +1,4 @@
-"""The four places where faust-streaming needs correcting for this pipeline, in one module.
+"""The five places where faust-streaming needs correcting for this pipeline, in one module.
 
 1. **Offset bookkeeping after a restart** (``Consumer.perform_seek``). At the end of table recovery Faust
 resumes the stream partitions and only then seeks them to their committed offsets (``Recovery`` →
@@ -42,6 +42,15 @@ an offset is committed only when every offset from the last commit up to it was 
 not start at the last commit means records were dropped, and nothing can bring them back in this process
 (the fetcher is past them), so the worker exits without committing (crash-only, exit 70) and its restart
 reads them again from the committed offset.
+
+5. **Where partitions go when a worker joins** (``faust.assignor.partition_assignor.CopartitionedAssignor``).
+Faust's assignor keeps a member's previous partitions only up to the minimum share and deals the rest out
+round-robin, so a worker coming back made a survivor's partition move to the other survivor for nothing, and a
+moved partition waits for its tables to be recovered (measured: bench/faults/scaleout.py, docs/deploy.md
+"Scale-out and takeover"). :class:`streams.sticky_assignor.StickyCopartitionedAssignor` gives dropped
+partitions back to their previous owners first, within the shares Faust computes. Only where partitions go
+changes, never what happens to them: a partition is recovered, processed and committed as with any
+assignment, so a stale member's claim (one that missed a generation) can at worst cost a move.
 """
 
 from __future__ import annotations
@@ -142,6 +151,14 @@ def _dropped(tp: Any, committed: int, first_acked: int) -> None:
     os._exit(EXIT_DROPPED)
 
 
+def _sticky_assignment() -> None:
+    from faust.assignor import partition_assignor
+
+    from streams.sticky_assignor import StickyCopartitionedAssignor
+
+    partition_assignor.CopartitionedAssignor = StickyCopartitionedAssignor  # type: ignore[misc]
+
+
 def install(*, fetch_max_wait_ms: int, settings: Any = None) -> None:
     """Idempotent: patch Faust once per process (the fetch wait and settings are the latest asked for)."""
     global _fetch_max_wait_ms, _settings
@@ -150,6 +167,7 @@ def install(*, fetch_max_wait_ms: int, settings: Any = None) -> None:
     _short_fetch_wait()
     _true_highwaters()
     _strict_commits()
+    _sticky_assignment()
     if getattr(Consumer.perform_seek, _PATCHED, False):
         return
     original = Consumer.perform_seek

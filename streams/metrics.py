@@ -103,8 +103,14 @@ class ConsumerLagCollector(Collector):
         lag = GaugeMetricFamily("cact_consumer_lag_messages", "Input messages this worker has not processed yet, per "
                                 "partition it owns (fetched high watermark minus position)",
                                 labels=["topic", "partition"])
+        # Which worker owns which partition, and whether it reads it yet: a partition assigned but without a lag
+        # is paused (its tables recovering) or not yet fetched. How a takeover is seen (bench/faults/scaleout.py).
+        owned = GaugeMetricFamily("cact_consumer_partition_assigned", "1 per input partition assigned to this "
+                                  "worker, whether or not it is read yet", labels=["topic", "partition"])
         sample = self._latest()
         for p in sample.partitions if sample is not None else ():
+            owned.add_metric([p.topic, str(p.partition)], 1)
             if p.lag is not None:
                 lag.add_metric([p.topic, str(p.partition)], p.lag)
         yield lag
+        yield owned

@@ -153,3 +153,14 @@ def test_a_failed_seek_still_resumes_the_flow_and_a_stopped_flow_stays_stopped()
         return resumed, consumer.flow_active
 
     assert run(scenario()) == (True, False)
+
+
+def test_the_group_leader_assigns_with_the_sticky_assignor() -> None:
+    """Faust's PartitionAssignor builds its per-group assignor from its module's name at assignment time: the
+    leader of the group (whichever worker it is) must find the sticky one there."""
+    from faust.assignor import partition_assignor
+
+    from streams.sticky_assignor import StickyCopartitionedAssignor
+
+    faust_fixes.install(fetch_max_wait_ms=50)
+    assert partition_assignor.CopartitionedAssignor is StickyCopartitionedAssignor

@@ -134,8 +134,11 @@ def test_lag_metric_per_partition_and_no_series_while_unknown() -> None:
     sample_ = Freshness(1000.0, (PartitionLag(LAB, 0, 110, 10), PartitionLag(LAB, 1, None, 0)))
     text = scrape(ConsumerLagCollector(lambda: sample_))
     assert 'cact_consumer_lag_messages{partition="0",topic="cact.lab.v1"} 100.0' in text
-    assert 'partition="1"' not in text
-    assert "cact_consumer_lag_messages{" not in scrape(ConsumerLagCollector(lambda: None))
+    assert 'cact_consumer_lag_messages{partition="1"' not in text
+    assert 'cact_consumer_partition_assigned{partition="1",topic="cact.lab.v1"} 1.0' in text  # owned, not read yet
+    assert 'cact_consumer_partition_assigned{partition="0",topic="cact.lab.v1"} 1.0' in text
+    empty = scrape(ConsumerLagCollector(lambda: None))
+    assert "cact_consumer_lag_messages{" not in empty and "cact_consumer_partition_assigned{" not in empty
 
 
 def test_rate_metrics_leave_out_dimensions_without_a_closed_window() -> None:
