@@ -3,8 +3,12 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The Quix Streams peer of `make bench` (bench/peers/quix_peer.py) has an environment of its own: quixstreams
+# pins pydantic below what the project resolves to, and a peer must not change the project's dependencies.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
 
-.PHONY: install demo lint test test-unit test-integration schemas bench soak clean browser promtool stressng ajv poppler
+.PHONY: install demo lint test test-unit test-integration schemas bench peers soak clean browser promtool stressng ajv poppler
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,13 +26,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: $(STAMP) lint browser promtool stressng ajv poppler
+test: $(STAMP) lint browser promtool stressng ajv poppler peers
 	$(BIN)/python -m pytest tests
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: $(STAMP) browser promtool stressng ajv poppler
+test-integration: $(STAMP) browser promtool stressng ajv poppler peers
 	$(BIN)/python -m pytest tests/integration
 
 # Headless Chromium for the operator-page browser test (Debian's package; Playwright never downloads one).
@@ -57,12 +61,21 @@ $(AJV)/node_modules/.package-lock.json: $(AJV)/package.json $(AJV)/package-lock.
 	cd $(AJV) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(PEERS_STAMP): pyproject.toml
+	test -x $(PEERS_VENV)/bin/python || $(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/pip install -q -e '.[quix]'
+	touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP)
+
 schemas: $(STAMP)
 	$(BIN)/cact schemas export
 
-# Throughput, latency and memory of one worker on this machine: bench/results/latest.json, docs/benchmarks.md.
+# Throughput, latency and memory of one worker on this machine, beside a plain aiokafka loop and a Quix Streams
+# app on the same day: bench/results/latest.json, docs/benchmarks.md.
 # e.g. make bench BENCH_ARGS="--participants 3000 --profile bench/results/profile.txt"
-bench: $(STAMP)
+bench: $(STAMP) peers
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
@@ -75,4 +88,4 @@ soak: $(STAMP) stressng
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .cact build *.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) .cact build *.egg-info

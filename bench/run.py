@@ -27,13 +27,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +40,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import create_engine, text
 
 from bench.generator import BenchDay, DayGenerator
+from bench.sidebyside import IDLE_SETTLE_SECONDS, PEERS, Measured, compare_rows, idle_cpu, run_peer, snapshot
+from bench.watch import ResultWatcher, cpu_seconds, create_database, machine_busy_seconds, peak_rss_mb, wait_for
 from cact.processes import WorkerProcess
 from schemas import topics
 from schemas.blueprint import BlueprintRegistry
@@ -57,8 +58,9 @@ from streams.kafka import end_offsets, ensure_topics, partition_counts
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-PG_ADMIN_URL = os.environ.get("CACT_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 FLOORS = {"participants_per_s": 1000.0, "p99_latency_ms": 1000.0, "worker_peak_rss_mb": 500.0}
+#: Issue 18's goals (docs/benchmarks.md, "Beside the peers"), judged by :func:`goals`.
+GOALS = {"idle_cpu_ms_per_s": 10.0, "p99_latency_ms": 500.0, "worker_peak_rss_mb": 300.0}
 INPUT_NAMES = [t.name for t in topics.INPUT_TOPICS]
 Message = tuple[str, str, bytes]  # topic, key, value
 
@@ -123,7 +125,7 @@ async def raw_consume(settings: Settings, advance: Callable[[int], None]) -> dic
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         done = {tp for tp in tps if ends[tp] == 0}
         while len(done) < len(tps):
             fetched = await consumer.getmany(timeout_ms=500, max_records=5000)
@@ -136,10 +138,10 @@ async def raw_consume(settings: Settings, advance: Callable[[int], None]) -> dic
                         done.add(tp)
                 messages += len(batch)
                 advance(len(batch))
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     finally:
         await consumer.stop()
-    return {"seconds": seconds, "messages": messages, "events": events, "answers": answers}
+    return {"seconds": seconds, "cpu_seconds": cpu, "messages": messages, "events": events, "answers": answers}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -172,27 +174,6 @@ def domain_only(settings: Settings, day: BenchDay, messages: Sequence[Message], 
             "cpu_ms_per_participant": (time.process_time() - started) * 1000 / participants}
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The process's high-water RSS (VmHWM): the kernel keeps the peak, so sampling cannot miss it."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process: a figure the other load on a shared machine does not inflate."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU time all cores spent busy (user, nice, system, irq, softirq; not idle, I/O wait or time stolen by
-    the hypervisor): what the day cost the whole machine."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / os.sysconf("SC_CLK_TCK")
-
-
 class SinkProcess(WorkerProcess):
     """``cact sink`` as a child process: the deployment where the sink does not share the worker's GIL."""
 
@@ -219,63 +200,9 @@ def events_in(port: int) -> float:
     return worker_metrics(port, ["cact_events_in_total{"])["cact_events_in_total{"]
 
 
-class ResultWatcher(threading.Thread):
-    """Polls the store for new results of one activity and records when each NIP's result first appears."""
-
-    def __init__(self, url: str, activity_id: str, interval: float = 0.02) -> None:
-        super().__init__(daemon=True)
-        self.engine = create_engine(url)
-        self.activity_id, self.interval = activity_id, interval
-        self.seen: dict[str, float] = {}
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        since = datetime(2000, 1, 1, tzinfo=UTC)
-        query = text("SELECT nip, created_at FROM results WHERE activity_id = :a AND created_at >= :since")
-        with self.engine.connect() as conn:
-            while not self._halt.is_set():
-                rows = conn.execute(query, {"a": self.activity_id, "since": since}).all()
-                conn.commit()
-                now = time.time()
-                for nip, created in rows:
-                    self.seen.setdefault(nip, now)
-                    # Rows are created before their transaction commits; 10 s covers any batch in flight.
-                    since = max(since, created - timedelta(seconds=10))
-                time.sleep(self.interval)
-        self.engine.dispose()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(5)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, check: Callable[[], None]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        check()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
 # ------------------------------------------------------------------------------------------------
 # The run
 # ------------------------------------------------------------------------------------------------
-
-def create_database(stack: ExitStack) -> str:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    stack.callback(drop)
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
 
 def git_commit() -> str:
     try:
@@ -371,6 +298,22 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                                  "cact_sink_batch_seconds_sum", "cact_sink_batch_seconds_count",
                                  "cact_state_writes_total", "cact_events_out_total{"])
         seconds = last - first
+        project = Measured("project", day.participants, {"worker": cpu_day} | ({"sink": sink_cpu_day} if sink else {}),
+                           {"worker": rss_after_day} | ({"sink": peak_rss_mb(sink.proc.pid)} if sink else {}),
+                           {}, last - min(watcher.seen.values()), {})
+        time.sleep(IDLE_SETTLE_SECONDS)
+        project.idle_ms_per_s = idle_cpu({"worker": worker.proc.pid} | ({"sink": sink.proc.pid} if sink else {}))
+        project.snapshot = snapshot(db_url)
+        peers: dict[str, Measured] = {}
+        for name in args.peers:
+            task = progress.add_task(f"peer {name}: results in its own database", total=day.participants)
+
+            def advance(n: int, task: TaskID = task) -> None:
+                progress.update(task, completed=n)
+
+            peers[name] = run_peer(name, settings, work, day.activity_id, day.participants, timeout=args.timeout,
+                                   advance=advance)
+        worker.check()
 
         latencies = paced_phase(settings, db_url, paced, args, progress, worker.check)
         rss = peak_rss_mb(worker.proc.pid)
@@ -434,7 +377,31 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         "p99_latency_ms <= 1000": result["p99_latency_ms"] <= FLOORS["p99_latency_ms"],
         "worker_peak_rss_mb <= 500": result["worker_peak_rss_mb"] <= FLOORS["worker_peak_rss_mb"],
     }
+    result["raw_consume_cpu_ms_per_participant"] = round(raw["cpu_seconds"] * 1000 / day.participants, 2)
+    result["side_by_side"] = {m.name: m.as_dict() for m in (project, *peers.values())}
+    result["identical_rows"] = compare_rows(project.snapshot, {n: m.snapshot for n, m in peers.items()})
+    result["goals"] = goals(result)
     return result
+
+
+def goals(result: dict[str, Any]) -> dict[str, bool | None]:
+    """Issue 18's goal figures, judged on this one run; None where the run cannot judge it (no peers ran, a
+    day smaller than the 10,000 participants the memory goal names)."""
+    side = result["side_by_side"]
+    ours = side["project"]["total_cpu_ms_per_participant"]
+    peers = [v["total_cpu_ms_per_participant"] for k, v in side.items() if k != "project"]
+    raw, idle = result["raw_consume_cpu_ms_per_participant"], side["project"]["total_idle_cpu_ms_per_s"]
+    p99, rss = result["p99_latency_ms"], result["worker_peak_rss_mb"]
+    return {
+        "total CPU per participant below the best peer's": ours < min(peers) if peers else None,
+        "total CPU per participant within 2x raw consume + decode": ours <= 2 * raw,
+        "idle CPU of worker + sink <= 10 ms/s": idle <= GOALS["idle_cpu_ms_per_s"],
+        "p99 latency <= 500 ms at 200 participants/s": (p99 <= GOALS["p99_latency_ms"]
+                                                        if result["paced_rate"] >= 200 else None),
+        "worker peak RSS <= 300 MB for 10,000 participants": (rss <= GOALS["worker_peak_rss_mb"]
+                                                              if result["participants"] >= 10_000 else None),
+        "every peer stored identical rows": all(v["identical"] for v in result["identical_rows"].values()),
+    }
 
 
 def paced_phase(settings: Settings, db_url: str, day: BenchDay, args: argparse.Namespace, progress: Progress,
@@ -521,33 +488,69 @@ def render(result: dict[str, Any], console: Console) -> None:
     console.print(table)
     for name, ok in result["floors"].items():
         console.print(f"{'[green]✓' if ok else '[red]✗'}[/] {name}")
+    side = Table(title=f"beside the peers: same day, same run (raw consume + decode: "
+                       f"{result['raw_consume_cpu_ms_per_participant']} ms CPU per participant)")
+    for col in ("contender", "process", "CPU ms/participant", "idle ms/s", "peak RSS MB", "participants/s", "rows"):
+        side.add_column(col, justify="left" if col in ("contender", "process", "rows") else "right")
+    for row in side_rows(result):
+        side.add_row(*row)
+    console.print(side)
+    for name, ok in result["goals"].items():
+        console.print(f"{'[green]✓' if ok else '[red]✗' if ok is False else '[dim]–'}[/] {name}")
 
 
-DOC_HEADER = """
-## Runs
+def side_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per process of each contender, then its total (the figure the goals judge)."""
+    rows: list[tuple[str, ...]] = []
+    for name, m in result["side_by_side"].items():
+        same = result["identical_rows"].get(name)
+        for process, cpu in m["cpu_ms_per_participant"].items():
+            rows.append((name, process, str(cpu), str(m["idle_cpu_ms_per_s"][process]), str(m["peak_rss_mb"][process]),
+                         "", ""))
+        rows.append((name, "total", str(m["total_cpu_ms_per_participant"]), str(m["total_idle_cpu_ms_per_s"]), "",
+                     str(m["participants_per_s"]),
+                     "reference" if same is None else "identical" if same["identical"] else "DIFFERENT"))
+    return rows
 
-Appended by `make bench` (one worker, broker and PostgreSQL on the same machine).
 
-| date (UTC) | commit | participants | participants/s | worker CPU ms/participant | machine CPU ms/participant \
-| machine ceiling/s | answers/s | raw answers/s | ratio to raw | p50 ms | p99 ms | peak RSS MB | floors met |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+RUNS_HEADING = "## Runs beside the peers"
+DOC_HEADER = f"""
+{RUNS_HEADING}
+
+Appended by `make bench`: one row per run, the project and its peers on the same day in the same run (CPU ms
+per participant, all processes of each; idle: ms of CPU per second with no input; the earlier one-worker runs
+are in "Runs before the peers" above).
+
+| date (UTC) | commit | participants | participants/s | project CPU ms/participant (worker + sink) \
+| plain aiokafka | Quix Streams | raw consume + decode | idle ms/s: project / plain / Quix | p99 ms at 200/s \
+| worker peak RSS MB | rows identical | goals met |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|
 """
 
 
 def append_doc(result: dict[str, Any], path: Path = DOC) -> None:
     text_ = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if "\n## Runs\n" not in text_:
+    if f"\n{RUNS_HEADING}\n" not in text_:
         text_ = text_.rstrip("\n") + "\n" + DOC_HEADER
-    met = ("yes" if all(result["floors"].values())
-           else "no: " + ", ".join(k for k, v in result["floors"].items() if not v))
-    sink = " (sink process)" if str(result.get("sink", "")).startswith("own") else ""
-    row = (f"| {result['at'][:16].replace('T', ' ')} | {result['commit']}{sink} | {result['participants']:,} | "
-           f"{result['participants_per_s']:,} | {result.get('worker_cpu_ms_per_participant', '')} | "
-           f"{result.get('machine_busy_ms_per_participant', '–')} | "
-           f"{result.get('machine_ceiling_participants_per_s', '–')} | {result['answers_per_s']:,} | "
-           f"{result['raw_consume_answers_per_s']:,} | "
-           f"{result['ratio_to_raw']} | {result['p50_latency_ms']} | {result['p99_latency_ms']} | "
-           f"{result['worker_peak_rss_mb']} | {met} |\n")
+    goals_ = result.get("goals", {})
+    failed = [k for k, v in goals_.items() if v is False]
+    met = "yes" if goals_ and not failed else "no: " + "; ".join(failed) if failed else "–"
+    side = result.get("side_by_side", {})
+
+    def total(name: str) -> str:
+        return str(side[name]["total_cpu_ms_per_participant"]) if name in side else "–"
+
+    def idle(name: str) -> str:
+        return str(side[name]["total_idle_cpu_ms_per_s"]) if name in side else "–"
+
+    same = result.get("identical_rows", {})
+    identical = ("–" if not same else "yes" if all(v["identical"] for v in same.values())
+                 else "no: " + ", ".join(k for k, v in same.items() if not v["identical"]))
+    row = (f"| {result['at'][:16].replace('T', ' ')} | {result['commit']} | {result['participants']:,} | "
+           f"{result['participants_per_s']:,} | {total('project')} | {total('plain_aiokafka')} | "
+           f"{total('quix_streams')} | {result.get('raw_consume_cpu_ms_per_participant', '–')} | "
+           f"{idle('project')} / {idle('plain_aiokafka')} / {idle('quix_streams')} | {result['p99_latency_ms']} | "
+           f"{result['worker_peak_rss_mb']} | {identical} | {met} |\n")
     path.write_text(text_.rstrip("\n") + "\n" + row, encoding="utf-8")
 
 
@@ -566,6 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the worker's day phase into this file")
     parser.add_argument("--no-doc", action="store_true", help="do not append to docs/benchmarks.md")
+    parser.add_argument("--peers", nargs="*", choices=sorted(PEERS), default=sorted(PEERS),
+                        help="the peers to run beside the project on the same day (none: --peers)")
     args = parser.parse_args(argv)
     console = Console()
     result = run(args, console)

@@ -11,8 +11,10 @@ import asyncio
 import os
 import secrets
 import shutil
+import signal
 import time
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +58,39 @@ def with_operator_token(settings: Settings, workdir: Path) -> tuple[Settings, st
     return settings.model_copy(update={"operator_token_file": path}), f"the token in {path}"
 
 
+@contextmanager
+def remembered_interrupts() -> Iterator[Callable[..., None]]:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered; the check it yields raises it again.
+
+    Python drops a KeyboardInterrupt that lands while a finalizer runs ("Exception ignored in ...") or inside
+    a library's catch-all (kafka-python 3's I/O kernel logs and swallows BaseException), and the demo then ran
+    the whole day and exited 0 (a CI failure). The demo checks between steps and in every progress callback.
+    """
+    hits: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        hits.append(signum)
+        raise KeyboardInterrupt
+
+    def check(*_args: object) -> None:
+        if hits:
+            raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: Path,
              timeout: float = 240) -> dict[str, Any]:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     started = time.monotonic()
     with ExitStack() as stack:
+        interrupted = stack.enter_context(remembered_interrupts())
         if not settings.uses_external_kafka:
             port = free_port()
             broker = stack.enter_context(EmbeddedBroker(settings.broker_host, port, log_path=workdir / "broker.log"))
@@ -83,21 +112,33 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
                       f"http://{settings.worker_web_host}:{settings.worker_web_port}/metrics)")
         console.print(f"[green]✓[/] operator page, while the demo runs: http://{settings.worker_web_host}:"
                       f"{settings.worker_web_port}/operator (log in with {escape(token_hint)})")
+        interrupted()
         registry = BlueprintRegistry.from_settings(settings)
         day = build_day(cfg, registry)
+        interrupted()
         console.print(f"[green]✓[/] simulated exam day: {day.scheduled} participants in "
                       f"{len({k[0] for k in day.truth})} sessions, {len(day.schedule) + len(day.lab)} events, "
                       f"{len(day.malformed)} malformed on purpose")
         with phases(console) as progress:
-            send_day(settings, day, progress)
+
+            def sending(phase: str, done: int, total: int) -> None:
+                interrupted()
+                progress(phase, done, total)
+
+            send_day(settings, day, sending)
+        interrupted()
+
+        def watch(lag: int) -> None:
+            interrupted()
+            worker.check(lag)
+
         with console.status("processing: waiting until every event is in the results store…"):
-            asyncio.run(wait_until_consumed(settings, consumer_groups(settings), timeout=timeout,
-                                            progress=worker.check))
+            asyncio.run(wait_until_consumed(settings, consumer_groups(settings), timeout=timeout, progress=watch))
         if not worker.alive():
             raise RuntimeError(f"the worker died; see {workdir / 'worker.log'}")
         store = ResultsStore(settings.database_url)
         with console.status("pushing: waiting until SI ASN has acknowledged every result…"):
-            wait_until_pushed(store, timeout=timeout, progress=worker.check)
+            wait_until_pushed(store, timeout=timeout, progress=watch)
         stored = store.summary()
         summary = {
             "participants_scheduled": stored["participants_scheduled"],
@@ -115,7 +156,9 @@ def run_demo(settings: Settings, cfg: SimConfig, *, console: Console, workdir: P
             "seconds": round(time.monotonic() - started, 1),
         }
         summary["mismatches"] = compare(day, summary)
+        interrupted()
         summary["reports"] = build_reports(store, settings, workdir / "reports", console)
+        interrupted()
         return summary
 
 

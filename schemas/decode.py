@@ -148,7 +148,7 @@ def unpack(event: Event, *, topic: str | None = None) -> Iterator[tuple[int | No
 # Union[...] of the runtime tuple OUTPUT_EVENTS unpacks it into the union of its classes; UP007's "fix" drops the
 # Union altogether (Annotated of a tuple fails on import), and X | Y cannot be written over a tuple.
 _OUTPUT: TypeAdapter[Event] = TypeAdapter(
-    Annotated[Union[OUTPUT_EVENTS], Field(discriminator="event_type")])  # type: ignore[arg-type]  # noqa: UP007
+    Annotated[Union[OUTPUT_EVENTS], Field(discriminator="event_type")])  # type: ignore[arg-type, unused-ignore]  # noqa: UP007
 
 
 def decode_output(raw: bytes | str, *, topic: str | None = None) -> Event:

@@ -18,6 +18,7 @@ Anything else is a bug: it propagates and stops the sink without committing the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from schemas import topics
 from schemas.decode import Rejected, decode_output
+from schemas.fetch_wait import FetchWait, adapt_fetch_wait
 from schemas.kafka_config import client_kwargs
 from schemas.retry import BackoffCursor, RetryPolicy
 from schemas.settings import Settings
@@ -42,6 +44,10 @@ SINK_TOPICS = (topics.RESULTS.name, topics.ATTENDANCE.name, topics.DEADLETTER.na
 #: half a second (a database restart), then doubling up to 30 s (a long outage costs one attempt per 30 s).
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+
+#: How long one fetch of an idle sink (its last fetch brought nothing) waits for records; the stop event is
+#: watched meanwhile, so this bounds nothing but how often an idle sink wakes.
+IDLE_FETCH_SECONDS = 5.0
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
@@ -224,10 +230,35 @@ class ResultsSink:
                 except IllegalStateError:  # revoked between the two calls
                     pass
 
+    async def next_fetch(self, consumer: Consumer, timeout: float) -> Mapping[TopicPartition, Sequence[Any]] | None:
+        """The consumer's next fetch, or None when told to stop before it came.
+
+        Raced with ``stop`` so that an idle sink need not wake every ``sink_batch_seconds`` only to look at the
+        stop event: after an empty fetch it waits up to ``IDLE_FETCH_SECONDS`` (records end the wait at once)."""
+        fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=int(timeout * 1000),
+                                                       max_records=self.settings.sink_batch_size))
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled (the worker stopping its in-process sink): the fetch goes too
+            fetch.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        if not fetch.done():  # stopped first
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetch
+            return None
+        return fetch.result()
+
     async def run(self, consumer: Consumer) -> None:
+        timeout = self.settings.sink_batch_seconds
         while not self.stop.is_set():
-            fetched = await consumer.getmany(timeout_ms=int(self.settings.sink_batch_seconds * 1000),
-                                             max_records=self.settings.sink_batch_size)
+            fetched = await self.next_fetch(consumer, timeout)
+            if fetched is None:
+                return
+            timeout = self.settings.sink_batch_seconds if fetched else max(IDLE_FETCH_SECONDS, timeout)
             if not fetched:
                 continue
             try:
@@ -252,6 +283,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, sle
             **client_kwargs(settings),
         )
         await consumer.start()
+        adapt_fetch_wait(consumer._fetcher, FetchWait.from_settings(settings))  # schemas/fetch_wait.py
         try:
             await sink.run(consumer)
         finally:

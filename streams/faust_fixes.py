@@ -18,8 +18,10 @@ processor and the sinks are idempotent (deterministic event ids, upserts), so th
 2. **The fetch wait** (``AIOKafkaConsumerThread._create_worker_consumer``). Faust hard-codes
 ``fetch_max_wait_ms=1500`` for the worker's consumer. Tansu answers a waiting fetch only when the wait is over, not
 when records arrive, so those 1.5 s were added to every event's latency (measured: produce → consume p50 716 ms at
-1.5 s, 3 ms at 50 ms); the setting ``CACT_FETCH_MAX_WAIT_MS`` replaces it. On Apache Kafka a short wait only
-means more empty fetches while idle.
+1.5 s, 3 ms at 50 ms); the setting ``CACT_FETCH_MAX_WAIT_MS`` replaces it. A short wait also means an empty
+fetch round trip per wait while no record comes (20/s at 50 ms, the largest part of an idle worker's CPU), so
+after ``CACT_FETCH_IDLE_AFTER_SECONDS`` without a record the consumer waits ``CACT_FETCH_IDLE_WAIT_MS``
+instead, until the next record (``schemas.fetch_wait.FetchWait``).
 
 3. **Where table recovery stops** (``AIOKafkaConsumerThread._highwaters``). Faust recovers a table by reading its
 changelog partitions up to the high watermarks it gets from ListOffsets(latest). Tansu 0.6 answers that with the
@@ -51,6 +53,7 @@ moved partition waits for its tables to be recovered (measured: bench/faults/sca
 partitions back to their previous owners first, within the shares Faust computes. Only where partitions go
 changes, never what happens to them: a partition is recovered, processed and committed as with any
 assignment, so a stale member's claim (one that missed a generation) can at worst cost a move.
+
 """
 
 from __future__ import annotations
@@ -64,11 +67,15 @@ from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.utils.functional import consecutive_numbers
 
+from schemas.fetch_wait import FetchWait, adapt_fetch_wait
+
 log = logging.getLogger("cact.worker")
 _PATCHED = "_cact_seek_stops_flow"
 #: Exit code when the consumer dropped records (the same as any crash of the worker: EX_SOFTWARE).
 EXIT_DROPPED = 70
 _fetch_max_wait_ms = 1500
+_fetch_idle_wait_ms = 1500  # the same as the short wait: no adaptation unless settings ask for it
+_fetch_idle_after_seconds = 2.0
 _settings: Any = None  # the worker's Settings: how the recovery's end-offset probe connects
 #: How long recovery waits to confirm the changelogs' true ends (a loaded machine answers fetches slowly).
 RECOVERY_END_TIMEOUT_SECONDS = 60.0
@@ -82,6 +89,14 @@ def _short_fetch_wait() -> None:
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
         consumer = original(self, *args, **kwargs)
         consumer._fetch_max_wait_ms = _fetch_max_wait_ms  # read by AIOKafkaConsumer.start() to build its fetcher
+        wait = FetchWait(_fetch_max_wait_ms, _fetch_idle_wait_ms, _fetch_idle_after_seconds)
+        start = consumer.start
+
+        async def start_adapting() -> None:
+            await start()
+            adapt_fetch_wait(consumer._fetcher, wait)  # the fetcher exists once the consumer started
+
+        consumer.start = start_adapting
         return consumer
 
     setattr(create, _PATCHED, True)
@@ -160,9 +175,11 @@ def _sticky_assignment() -> None:
 
 
 def install(*, fetch_max_wait_ms: int, settings: Any = None) -> None:
-    """Idempotent: patch Faust once per process (the fetch wait and settings are the latest asked for)."""
-    global _fetch_max_wait_ms, _settings
+    """Idempotent: patch Faust once per process (the fetch waits and settings are the latest asked for)."""
+    global _fetch_max_wait_ms, _fetch_idle_wait_ms, _fetch_idle_after_seconds, _settings
     _fetch_max_wait_ms = fetch_max_wait_ms
+    _fetch_idle_wait_ms = settings.fetch_idle_wait_ms if settings is not None else fetch_max_wait_ms
+    _fetch_idle_after_seconds = settings.fetch_idle_after_seconds if settings is not None else 2.0
     _settings = settings
     _short_fetch_wait()
     _true_highwaters()

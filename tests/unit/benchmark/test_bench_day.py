@@ -51,7 +51,12 @@ def test_results_are_appended_to_the_doc_under_one_header(tmp_path: Path) -> Non
     result = {"at": "2026-11-23T10:00:00+00:00", "commit": "abc1234", "participants": 10000,
               "participants_per_s": 512.3, "answers_per_s": 356000, "raw_consume_answers_per_s": 2500000,
               "ratio_to_raw": 0.142, "p50_latency_ms": 210.0, "p99_latency_ms": 640.5, "worker_peak_rss_mb": 300.1,
-              "floors": {"participants_per_s >= 1000": False, "p99_latency_ms <= 1000": True}}
+              "raw_consume_cpu_ms_per_participant": 0.61,
+              "side_by_side": {"project": {"total_cpu_ms_per_participant": 2.1, "total_idle_cpu_ms_per_s": 40.2},
+                               "plain_aiokafka": {"total_cpu_ms_per_participant": 1.9, "total_idle_cpu_ms_per_s": 3.1}},
+              "identical_rows": {"plain_aiokafka": {"identical": True}},
+              "goals": {"total CPU per participant below the best peer's": False, "p99 latency <= 500 ms": True,
+                        "worker peak RSS <= 300 MB for 10,000 participants": None}}
     append_doc(result, doc)
     append_doc({**result, "commit": "def5678"}, doc)
     text = doc.read_text(encoding="utf-8")
@@ -59,7 +64,9 @@ def test_results_are_appended_to_the_doc_under_one_header(tmp_path: Path) -> Non
     assert text.count(DOC_HEADER.strip()) == 1
     rows = [line for line in text.splitlines() if line.startswith("| 2026-11-23")]
     assert [r.split(" | ")[1] for r in rows] == ["abc1234", "def5678"]
-    assert "| 512.3 |" in rows[0] and "no: participants_per_s >= 1000" in rows[0]
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[3:12] == ["512.3", "2.1", "1.9", "–", "0.61", "40.2 / 3.1 / –", "640.5", "300.1", "yes"]
+    assert cells[12] == "no: total CPU per participant below the best peer's"  # None (not judged) is not a miss
 
 
 def test_count_answers_reads_plain_events_and_batches() -> None:
