@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PEERS_VENV := .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 
-.PHONY: install demo lint test test-unit test-integration schemas bench peers soak clean browser promtool stressng ajv poppler
+.PHONY: install demo lint test test-long test-unit test-integration schemas bench peers soak clean browser promtool stressng ajv poppler
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,14 +26,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Tests marked `long` (minutes each: the three-worker scale-out, the bench beside its peers) run in `make soak`.
 test: $(STAMP) lint browser promtool stressng ajv poppler peers
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -m "not long"
+
+test-long: $(STAMP) browser promtool stressng ajv poppler peers
+	$(BIN)/python -m pytest tests -m long
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 test-integration: $(STAMP) browser promtool stressng ajv poppler peers
-	$(BIN)/python -m pytest tests/integration
+	$(BIN)/python -m pytest tests/integration -m "not long"
 
 # Headless Chromium for the operator-page browser test (Debian's package; Playwright never downloads one).
 browser:
@@ -84,7 +88,7 @@ bench: $(STAMP) peers
 # records; every run compared row by row with an uninterrupted run of its seed. Report: bench/results/soak.json.
 # Needs PostgreSQL (CACT_FAULTS_PG_ADMIN_URL). e.g. make soak SOAK_ARGS="--seeds 11 --scenarios kill_under_load"
 SOAK_ARGS ?= --hostile 100000
-soak: $(STAMP) stressng
+soak: test-long
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:

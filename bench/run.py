@@ -259,12 +259,16 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         if sink is not None:
             stack.callback(sink.stop)
         watcher = ResultWatcher(db_url, day.activity_id, interval=0.25)  # its queries cost PostgreSQL CPU too
-        profiler = None
-        if args.profile:
-            profiler = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
-                                         "record", "--pid", str(worker.proc.pid), "--rate", "100", "--format", "raw",
-                                         "--nonblocking", "-o", str(args.profile)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        profilers = []
+        if args.profile:  # the worker into --profile, the sink of its own process beside it (".sink" added)
+            profiled = [(worker.proc.pid, args.profile)]
+            if sink is not None:
+                profiled.append((sink.proc.pid, args.profile.with_name(args.profile.name + ".sink")))
+            profilers = [subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                                           "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+                                           "--nonblocking", "-o", str(path)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for pid, path in profiled]
         task = progress.add_task("worker: waiting for its first event", total=None)
         wait_for(lambda: events_in(settings.worker_web_port) > 0, 120, "the worker's first event", worker.check)
         first = time.time()
@@ -289,7 +293,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         machine_day = machine_busy_seconds() - machine_first
         progress.update(task, completed=len(watcher.seen))
         watcher.stop()
-        if profiler is not None:
+        for profiler in profilers:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
         rss_after_day = peak_rss_mb(worker.proc.pid)
@@ -567,7 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run the results-store sink inside the worker instead of as its own `cact sink` process")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy the worker's day phase into this file")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="py-spy the worker's day phase into this file (and the sink's into FILE.sink)")
     parser.add_argument("--no-doc", action="store_true", help="do not append to docs/benchmarks.md")
     parser.add_argument("--peers", nargs="*", choices=sorted(PEERS), default=sorted(PEERS),
                         help="the peers to run beside the project on the same day (none: --peers)")

@@ -128,6 +128,7 @@ def sink(ctx: typer.Context) -> None:
     import asyncio
     import logging
 
+    from cact.gc_tuning import settle_heap
     from sinks.metrics_http import Heartbeat, start_metrics_server, until_signalled
     from sinks.runner import run_sink
 
@@ -143,6 +144,7 @@ def sink(ctx: typer.Context) -> None:
         start_metrics_server(host, port, health=heartbeat, port_var="CACT_SINK_METRICS_PORT",
                              host_var="CACT_SINK_METRICS_HOST")
 
+    settle_heap()  # cact/gc_tuning.py: the sink decodes a model per output, as the worker decodes its input
     asyncio.run(until_signalled(lambda stop: run_sink(settings, stop), heartbeat))
 
 

@@ -9,7 +9,6 @@ the sink's and the SI ASN pusher's metrics and ``cact_build_info``, the one the 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from cact.gc_tuning import settle_heap
 from schemas.errors import CliError
 from schemas.settings import Settings
 from sinks import attendance_view
@@ -134,11 +134,7 @@ def run_worker(settings: Settings, loglevel: str = "warning", *, accept_broker_l
 
         SiasnConfig.from_settings(settings)
     app = build_app(settings)
-    # Decoding allocates a dict per answer, so the default collector ran a full pass over every table's
-    # state again and again; fewer, later collections of young objects only (docs/benchmarks.md).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    settle_heap()  # after the app is built: cact/gc_tuning.py
     worker = Worker(app, loglevel=loglevel, quiet=True)
     # Faust's start-up spinner sets the root logger to DEBUG (so it can spin on every record) and leaves it
     # there: every debug call of Faust and aiokafka then built a LogRecord, ~5% of the worker's CPU.

@@ -13,7 +13,7 @@ import pytest
 
 from bench.sidebyside import PEERS
 
-pytestmark = [pytest.mark.broker, pytest.mark.postgres]
+pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.long]  # run by `make soak`
 
 
 def test_the_project_and_both_peers_store_identical_rows(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from bench.faults.harness import SMALL, with_size
 from bench.faults.reference import References
 from bench.faults.scaleout import figures_table, scale_out
 
-pytestmark = [pytest.mark.broker, pytest.mark.postgres]
+pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.long]  # run by `make soak`
 SEED = int(os.environ.get("CACT_FAULT_SEED", "7"))
 
 
