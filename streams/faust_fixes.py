@@ -197,7 +197,9 @@ def quiet_batch_timer(stream: Any) -> None:
     timed = stream.wait_for_stopped
 
     async def wait_for_stopped(*waiting: Any, timeout: Any = None) -> bool:
-        if timeout is not None and not arrived.is_set() and await timed(arrived):
+        if timeout is None:  # not take_events' batch wait: left as it was
+            return bool(await timed(*waiting))
+        if not arrived.is_set() and await timed(arrived):
             return True  # stopped while idle
         arrived.clear()  # what arrives from now on is the next call's
         return bool(await timed(*waiting, timeout=timeout))
