@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from cact.gc_tuning import settle_heap
+from cact.gc_tuning import TRIM_SECONDS, heap_trimmer, settle_heap
 from schemas.errors import CliError
 from schemas.settings import Settings
 from sinks import attendance_view
@@ -115,8 +115,15 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None) -> 
         return [AttendanceCollector(data.overview), OutboxCollector(data.outbox_status),
                 ReportsCollector(views.due_rows)]
 
-    return create_app(settings, views=views, registry=registry,
-                      services=services(settings, store, sink_metrics, pusher_metrics), collectors=store_collectors)
+    app = create_app(settings, views=views, registry=registry,
+                     services=services(settings, store, sink_metrics, pusher_metrics), collectors=store_collectors)
+    if (trimmer := heap_trimmer()) is not None:  # cact/gc_tuning.py: peak RSS after the day's waves
+
+        @app.timer(interval=TRIM_SECONDS, name="trim_heap")
+        async def trim_heap() -> None:
+            trimmer()
+
+    return app
 
 
 def run_worker(settings: Settings, loglevel: str = "warning", *, accept_broker_loss: bool = False) -> None:

@@ -15,16 +15,21 @@ from schemas.settings import Settings
 #: The safety poll of an idle consumer's fetch loop (aiokafka's is 0.2 s): everything it waits for wakes it anyway.
 FETCHER_IDLE_POLL_SECONDS = 2.0
 
+#: An idle consumer's fetch waits this share of the silence so far (up to ``idle_ms``): the first record after a
+#: silence is never delayed by more than a quarter of it, and a consumer idle for long fetches rarely.
+IDLE_WAIT_SHARE = 0.25
+
 
 class FetchWait:
-    """The wait of a consumer's next fetch: ``short_ms`` while records come, ``idle_ms`` after ``idle_after`` s
-    without one.
+    """The wait of a consumer's next fetch: ``short_ms`` while records come; after ``idle_after`` s without one,
+    a quarter of the silence so far, at most ``idle_ms``.
 
     Tansu answers a waiting fetch only when its wait is over, so the short wait that keeps latency low costs an
     idle consumer one fetch round trip per wait (20/s at 50 ms): most of an idle worker's and sink's CPU, and
     the broker's. Records less than ``idle_after`` apart (a running exam) keep the short wait; the first record
-    after a longer silence may wait up to ``idle_ms`` more. On Apache Kafka a fetch returns as soon as records
-    arrive, so there the longer wait costs nothing."""
+    after a silence of S seconds may wait up to S/4 more (at most ``idle_ms``): a pause of seconds between two
+    waves of a day costs little latency, a consumer idle overnight fetches once per ``idle_ms``. On Apache Kafka
+    a fetch returns as soon as records arrive, so there the longer wait costs nothing."""
 
     def __init__(self, short_ms: int, idle_ms: int, idle_after: float, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -41,7 +46,10 @@ class FetchWait:
         now = self._clock()
         if had_records:
             self._last_records = now
-        return self.idle_ms if now - self._last_records >= self.idle_after else self.short_ms
+        silence = now - self._last_records
+        if silence < self.idle_after:
+            return self.short_ms
+        return max(self.short_ms, min(self.idle_ms, int(silence * 1000 * IDLE_WAIT_SHARE)))
 
 
 def adapt_fetch_wait(fetcher: Any, wait: FetchWait) -> None:
@@ -51,8 +59,8 @@ def adapt_fetch_wait(fetcher: Any, wait: FetchWait) -> None:
     whether the response added records (or an error) for the consumer. The fetcher's routine also wakes every
     ``_fetcher_timeout`` (0.2 s) while a fetch is in flight, only to find nothing to do (what it waits for, the
     fetch's answer, a consumed buffer, a new assignment, wakes it anyway): while idle, every
-    ``FETCHER_IDLE_POLL_SECONDS``. All three are private, pinned by tests/unit/streams/test_fetch_wait.py and
-    tests/unit/sinks/test_sink_fetch_wait.py."""
+    ``FETCHER_IDLE_POLL_SECONDS`` or once per fetch wait, whichever is longer. All three are private, pinned
+    by tests/unit/streams/test_fetch_wait.py and tests/unit/sinks/test_sink_fetch_wait.py."""
     fetch = fetcher._proc_fetch_request
     poll = fetcher._fetcher_timeout
     fetcher._fetch_max_wait_ms = wait.short_ms
@@ -61,7 +69,8 @@ def adapt_fetch_wait(fetcher: Any, wait: FetchWait) -> None:
         woke = await fetch(*args, **kwargs)
         wait_ms = wait.after_fetch(bool(woke))
         fetcher._fetch_max_wait_ms = wait_ms
-        fetcher._fetcher_timeout = poll if wait_ms == wait.short_ms else max(poll, FETCHER_IDLE_POLL_SECONDS)
+        fetcher._fetcher_timeout = poll if wait_ms == wait.short_ms else max(poll, FETCHER_IDLE_POLL_SECONDS,
+                                                                             wait_ms / 1000)
         return woke
 
     fetcher._proc_fetch_request = adapting

@@ -77,12 +77,13 @@ class Settings(BaseSettings):
         default=50, ge=1, le=1500,
         description="Longest a consumer's fetch waits on the broker; on Tansu every waiting fetch lasts this long.")
     fetch_idle_wait_ms: int = Field(
-        default=500, ge=1, le=5000,
-        description="The fetch wait of the worker's and the sink's consumers once they have fetched no record for "
-        "fetch_idle_after_seconds: fewer empty fetches while idle, at the cost of up to this much latency for the "
-        "first record after the silence (on Tansu; Apache Kafka answers as soon as a record arrives).")
+        default=5000, ge=1, le=5000,
+        description="The longest fetch wait of the worker's and the sink's consumers once they have fetched no "
+        "record for fetch_idle_after_seconds; until then a quarter of the silence so far: fewer empty fetches while "
+        "idle, at the cost of up to a quarter of the silence (at most this) of latency for the first record after "
+        "it (on Tansu; Apache Kafka answers as soon as a record arrives).")
     fetch_idle_after_seconds: float = Field(
-        default=2.0, gt=0, description="Silence after which a consumer fetches with fetch_idle_wait_ms.")
+        default=2.0, gt=0, description="Silence after which a consumer's fetch wait grows (fetch_idle_wait_ms).")
     # A joining worker waits for the group's rebalance timeout on some brokers (Tansu waits it out in full),
     # and a killed worker's partitions move after the session timeout: both short enough to recover quickly.
     group_session_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -37,7 +37,7 @@ from streams import faust_fixes
 from streams.broker_watch import BrokerWatch, marks_path
 from streams.commit import EXIT_CRASH, Committer, exit_without_ack, halt, run_batch, to_completion
 from streams.intake import Chunk, Intake
-from streams.kafka import end_offsets, faust_broker_kwargs
+from streams.kafka import WatchedEnds, faust_broker_kwargs
 from streams.lag import Freshness, LagWatch
 from streams.metrics import ConsumerLagCollector, WorkerMetrics
 from streams.pages import OperatorData, OperatorViews, add_pages
@@ -137,8 +137,13 @@ def create_app(settings: Settings, *, views: OperatorViews, registry: CollectorR
     sessions = app.Table("cact-sessions", partitions=settings.topic_partitions)
     participants = app.Table("cact-participants", partitions=settings.topic_partitions)
     # strict: an end not confirmed by a fetch may be Tansu's short answer, which would look like a loss
-    watch = BrokerWatch(marks_path(settings), lambda tps: end_offsets(settings, tps, strict=True, timeout=15),
-                        metrics=metrics)
+    ends = WatchedEnds(settings, strict=True, timeout=15)
+    watch = BrokerWatch(marks_path(settings), ends, metrics=metrics)
+
+    @app.on_before_shutdown.connect
+    async def close_ends(app: faust.App, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await ends.close()
+
     lag_watch = LagWatch(t.name for t in topics.INPUT_TOPICS)  # the freshness line and cact_consumer_lag_messages
     activity = LabActivity()
 

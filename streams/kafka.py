@@ -29,6 +29,8 @@ from schemas.kafka_config import bootstrap_list, client_kwargs, is_sasl, sasl_pa
 from schemas.settings import Settings
 from schemas.topics import ALL_TOPICS, INPUT_TOPICS, TopicSpec
 
+log = logging.getLogger("cact.worker")
+
 #: CreateTopics error code for "topic already exists": returned per topic, not raised, and fine for us.
 TOPIC_EXISTS = 36
 #: How long ensure_topics waits for new topics to show up in metadata (Kafka propagates asynchronously).
@@ -166,7 +168,8 @@ async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] = ALL_TOP
 # ------------------------------------------------------------------------------------------------
 
 async def _true_end_offsets(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition],
-                            timeout: float = 5.0, strict: bool = False) -> dict[TopicPartition, int]:
+                            timeout: float = 5.0, strict: bool = False,
+                            reported: Mapping[TopicPartition, int] | None = None) -> dict[TopicPartition, int]:
     """High watermarks that are right on Tansu as on Apache Kafka, read with an already started consumer.
 
     Tansu 0.6 answers ListOffsets(latest) with the base offset of the last record batch + 1, short by
@@ -177,9 +180,10 @@ async def _true_end_offsets(consumer: AIOKafkaConsumer, tps: Sequence[TopicParti
 
     ``strict``: raise TimeoutError when a partition's end could not be confirmed in time, instead of returning
     the (possibly short) reported value: table recovery must never stop short (``streams/faust_fixes.py``),
-    while a lag reading may be a little off on a slow poll.
+    while a lag reading may be a little off on a slow poll. ``reported``: ListOffsets answers already in hand.
     """
-    reported: Mapping[TopicPartition, int] = await consumer.end_offsets(list(tps))
+    if reported is None:
+        reported = await consumer.end_offsets(list(tps))
     ends = dict(reported)
     todo = {tp for tp in tps if reported[tp] > 0}
     if not todo:
@@ -215,6 +219,55 @@ async def end_offsets(settings: Settings, tps: Sequence[TopicPartition], *, stri
         return await _true_end_offsets(consumer, tps, timeout=timeout, strict=strict)
     finally:
         await consumer.stop()
+
+
+class WatchedEnds:
+    """True ends of the same partitions read again and again: the broker watch's, every few seconds for the
+    worker's whole life (streams/broker_watch.py).
+
+    ``end_offsets`` started a consumer (a connection, a metadata round) and fetched the last record batch of
+    every partition at each read; an idle worker spent 4 of its 11 ms of CPU per second on that
+    (docs/benchmarks.md). Here one consumer serves every read, and a partition whose ListOffsets answer is the
+    one its true end was last confirmed with is not fetched again: a log only grows by new batches, and on
+    Tansu as on Apache Kafka a new batch moves that answer, while a broker that lost the log answers less.
+    A failed read drops the consumer; the next read starts a fresh one. ``close`` at the worker's stop."""
+
+    def __init__(self, settings: Settings, *, strict: bool = True, timeout: float = 15.0,
+                 consumer: Callable[[], AIOKafkaConsumer] | None = None) -> None:
+        self._new_consumer = consumer or (lambda: AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings)))
+        self.strict, self.timeout = strict, timeout
+        self._consumer: AIOKafkaConsumer | None = None
+        #: per partition: (the ListOffsets answer, the true end confirmed with it)
+        self._confirmed: dict[TopicPartition, tuple[int, int]] = {}
+        self.fetched = 0  # partitions whose end had to be confirmed by a fetch (tests, curiosity)
+
+    async def __call__(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        try:
+            if self._consumer is None:
+                consumer = self._new_consumer()
+                await consumer.start()
+                self._consumer = consumer
+            reported = await self._consumer.end_offsets(list(tps))
+            ends = {tp: known[1] for tp in tps if (known := self._confirmed.get(tp)) and known[0] == reported[tp]}
+            if todo := [tp for tp in tps if tp not in ends]:
+                confirmed = await _true_end_offsets(self._consumer, todo, timeout=self.timeout, strict=self.strict,
+                                                    reported={tp: reported[tp] for tp in todo})
+                self._confirmed.update((tp, (reported[tp], confirmed[tp])) for tp in todo)
+                self.fetched += len(todo)
+                ends.update(confirmed)
+            return ends
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        self._confirmed.clear()
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:  # a consumer whose broker went away: nothing left to release
+                log.debug("end-offset consumer stopped with %s", exc)
 
 
 async def group_lag(settings: Settings, group_id: str, topics: Sequence[str]) -> int:

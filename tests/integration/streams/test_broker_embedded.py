@@ -28,7 +28,7 @@ from schemas.kafka_config import client_kwargs, kafka_python_kwargs
 from schemas.settings import Settings
 from schemas.topics import TopicSpec
 from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import end_offsets, ensure_topics, group_lag, partition_counts, wait_until_consumed
+from streams.kafka import WatchedEnds, end_offsets, ensure_topics, group_lag, partition_counts, wait_until_consumed
 
 pytestmark = pytest.mark.broker
 
@@ -153,6 +153,39 @@ def test_keyed_messages_from_kafka_python_reach_an_aiokafka_group_and_lag_drops_
         assert values == sorted(values) and len(values) == count
     assert asyncio.run(group_lag(kafka_settings, group, [topic])) == 0
     assert asyncio.run(group_lag(kafka_settings, f"{group}-other", [topic])) == MESSAGES  # groups are independent
+
+
+def test_the_watched_ends_are_the_true_ends_read_after_read_and_fetch_only_what_grew(
+        kafka_settings: Settings, filled_topic: tuple[str, dict[bytes, int]]) -> None:
+    topic, _ = filled_topic
+    tps = [TopicPartition(topic, p) for p in range(4)]
+
+    async def reads() -> tuple[list[dict[TopicPartition, int]], list[int]]:
+        ends = WatchedEnds(kafka_settings)
+        try:
+            seen, fetched = [await ends(tps)], [ends.fetched]
+            seen.append(await ends(tps))  # nothing produced since: nothing fetched
+            fetched.append(ends.fetched)
+            producer = KafkaProducer(acks="all", linger_ms=20, **kafka_python_kwargs(kafka_settings))
+            try:
+                for i in range(9):  # one key: one partition grows, by one multi-record batch
+                    producer.send(topic, key=b"session-0", value=f"more-{i}".encode())
+                producer.flush(timeout=30)
+            finally:
+                producer.close()
+            seen.append(await ends(tps))
+            fetched.append(ends.fetched)
+            return seen, fetched
+        finally:
+            await ends.close()
+
+    (first, second, third), fetched = asyncio.run(reads())
+    assert sum(first.values()) == MESSAGES and first == second
+    assert third == asyncio.run(end_offsets(kafka_settings, tps, strict=True))
+    grown = [tp for tp in tps if third[tp] != first[tp]]
+    assert len(grown) == 1 and third[grown[0]] == first[grown[0]] + 9
+    nonempty = sum(1 for tp in tps if first[tp] > 0)
+    assert fetched == [nonempty, nonempty, nonempty + 1]
 
 
 def test_group_lag_counts_per_partition_from_the_committed_offset(

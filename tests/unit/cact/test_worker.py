@@ -63,3 +63,12 @@ def test_the_views_answer_from_the_store(tmp_path: Path) -> None:
     assert views.reports() == {"due": [], "builds": []}
     assert views.report_file("ACT-1", 1, "rekap-ACT-1.pdf") is None
     store.dispose()
+
+
+def test_the_worker_trims_its_heap_on_a_timer_where_the_c_library_can(tmp_path: Path, monkeypatch: Any) -> None:
+    import cact.worker
+
+    with_trim = build_app(settings(tmp_path / "a"), new_registry())
+    monkeypatch.setattr(cact.worker, "heap_trimmer", lambda: None)  # musl, macOS: no malloc_trim
+    without = build_app(settings(tmp_path / "b"), new_registry())
+    assert len(with_trim._app_tasks) == len(without._app_tasks) + 1

@@ -112,3 +112,16 @@ def test_aiokafkas_fetch_loop_sends_each_fetch_with_the_wait_after_the_previous_
     # 1st: set by adapt (short); after records: short; 1st empty 2.5 s after them: idle; ...; records: short
     assert [ms for ms, _ in sent] == [50, 50, 500, 500, 500, 50]
     assert [poll for _, poll in sent] == [0.2, 0.2, 2.0, 2.0, 2.0, 0.2]
+
+
+def test_an_idle_wait_grows_with_the_silence_and_never_delays_a_record_by_more_than_a_quarter_of_it() -> None:
+    clock = Clock()
+    wait = FetchWait(50, 5000, 2.0, clock=clock)
+    waits = []
+    for silence in (1.9, 2.0, 4.0, 8.0, 20.0, 600.0):
+        clock.now = 1000.0 + silence
+        waits.append(wait.after_fetch(False))
+    assert waits == [50, 500, 1000, 2000, 5000, 5000]
+    for silence, ms in zip((2.0, 4.0, 8.0, 20.0, 600.0), waits[1:], strict=True):
+        assert ms <= silence * 1000 / 4
+    assert wait.after_fetch(True) == 50  # the first record: short again at once
