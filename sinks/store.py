@@ -279,7 +279,8 @@ class ResultsStore:
             self._write_bisecting(records[half:], refused)
 
     def _quarantine(self, refused: list[tuple[Record, str]]) -> list[dict[str, Any]]:
-        """Keep refused records, once per source position: a replayed offset adds nothing and counts nothing."""
+        """Keep refused records, once per source position and bytes: a replayed offset adds nothing and counts
+        nothing, while other bytes at a reused position (a broker that lost its log) are kept beside the first."""
         now = datetime.now(UTC)
         rows = {(row["source_topic"], row["source_partition"], row["source_offset"], row["value_sha256"]): row
                 for row in (quarantine_row(r, reason, now) for r, reason in refused)}
