@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
@@ -45,6 +44,7 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 
 from bench.generator import BenchDay, DayGenerator
+from bench.scrape import Sample, histogram_quantile, scrape, total
 from bench.sidebyside import IDLE_SETTLE_SECONDS, PEERS, Measured, compare_rows, idle_cpu, run_peer, snapshot
 from bench.watch import ResultWatcher, cpu_seconds, create_database, machine_busy_seconds, peak_rss_mb, wait_for
 from cact.processes import WorkerProcess
@@ -184,20 +184,15 @@ class SinkProcess(WorkerProcess):
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def worker_metrics(port: int, prefixes: Sequence[str]) -> dict[str, float]:
-    """Sums of the worker's Prometheus series starting with each prefix (all 0 while it is not up)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            body = r.read().decode()
-    except OSError:
-        return {p: 0.0 for p in prefixes}
-    lines = [line for line in body.splitlines() if not line.startswith("#")]
-    return {p: sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(p)) for p in prefixes}
+def worker_metrics(port: int, names: Sequence[str]) -> dict[str, float]:
+    """The worker's Prometheus samples of each name, summed over their labels (all 0 while it is not up)."""
+    found = scrape(port, timeout=5)
+    return {name: total(found, name) or 0.0 for name in names}
 
 
 def events_in(port: int) -> float:
     """cact_events_in_total summed over event types: above 0 once the worker has processed an event."""
-    return worker_metrics(port, ["cact_events_in_total{"])["cact_events_in_total{"]
+    return worker_metrics(port, ["cact_events_in_total"])["cact_events_in_total"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -300,7 +295,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         inside = worker_metrics(settings.worker_web_port,
                                 ["cact_batch_seconds_sum", "cact_batch_seconds_count",
                                  "cact_sink_batch_seconds_sum", "cact_sink_batch_seconds_count",
-                                 "cact_state_writes_total", "cact_events_out_total{"])
+                                 "cact_state_writes_total", "cact_events_out_total"])
         seconds = last - first
         project = Measured("project", day.participants, {"worker": cpu_day} | ({"sink": sink_cpu_day} if sink else {}),
                            {"worker": rss_after_day} | ({"sink": peak_rss_mb(sink.proc.pid)} if sink else {}),
@@ -319,7 +314,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                                    advance=advance)
         worker.check()
 
-        latencies = paced_phase(settings, db_url, paced, args, progress, worker.check)
+        # The worker's own histograms over the paced phase split the latency at the worker's acknowledgement.
+        latencies, before, after = paced_phase(settings, db_url, paced, args, progress, worker.check)
         rss = peak_rss_mb(worker.proc.pid)
         sink_rss = peak_rss_mb(sink.proc.pid) if sink else 0.0
         progress.stop()
@@ -343,6 +339,14 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         "paced_rate": args.paced_rate, "paced_participants": paced.participants,
         "p50_latency_ms": round(p50 * 1000, 1), "p99_latency_ms": round(p99 * 1000, 1),
         "max_latency_ms": round(max(latencies) * 1000, 1),
+        # Of that: from a record's Kafka timestamp to its outputs and state acknowledged by the broker (the worker's
+        # cact_event_latency_seconds, interpolated in its buckets), and one chunk from its first record to that
+        # acknowledgement (cact_batch_seconds); the rest is the sink's fetch, decode and transaction.
+        **{f"worker_{name}_ms": _ms(histogram_quantile(before, after, metric, q))
+           for name, metric, q in (("p50_latency", "cact_event_latency_seconds", 0.5),
+                                   ("p99_latency", "cact_event_latency_seconds", 0.99),
+                                   ("p50_chunk", "cact_batch_seconds", 0.5),
+                                   ("p99_chunk", "cact_batch_seconds", 0.99))},
         "worker_cpu_ms_per_participant": round(cpu_day * 1000 / day.participants, 2),
         "worker_peak_rss_mb": round(rss, 1), "worker_rss_after_day_mb": round(rss_after_day, 1),
         "sink": "own process (cact sink)" if sink else "in the worker",
@@ -373,7 +377,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             "sink_batches": int(inside["cact_sink_batch_seconds_count"]),
             "sink_write_seconds": round(inside["cact_sink_batch_seconds_sum"], 2),
             "state_writes": int(inside["cact_state_writes_total"]),
-            "events_out": int(inside["cact_events_out_total{"]),
+            "events_out": int(inside["cact_events_out_total"]),
         },
     }
     result["floors"] = {
@@ -408,9 +412,14 @@ def goals(result: dict[str, Any]) -> dict[str, bool | None]:
     }
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
 def paced_phase(settings: Settings, db_url: str, day: BenchDay, args: argparse.Namespace, progress: Progress,
-                check: Callable[[], None]) -> list[float]:
-    """Release participants at a steady rate; return each one's latency (s) from send to stored result.
+                check: Callable[[], None]) -> tuple[list[float], list[Sample], list[Sample]]:
+    """Release participants at a steady rate; return each one's latency (s) from send to stored result, and the
+    worker's metrics when the clock started and once the last result was stored.
 
     The schedule goes first (it exists the day before). Then every tick releases the next participants:
     their lab events, with the check-ins of their whole room the first time the room is touched (everyone
@@ -424,6 +433,7 @@ def paced_phase(settings: Settings, db_url: str, day: BenchDay, args: argparse.N
                                       {"a": day.activity_id}).scalar_one() >= day.participants,
                  120, "the paced schedule", check)
     engine.dispose()
+    before = scrape(settings.worker_web_port, timeout=5) or []  # not the schedule's records, read after a silence
 
     tick = 0.05
     per_tick = args.paced_rate * tick
@@ -468,7 +478,8 @@ def paced_phase(settings: Settings, db_url: str, day: BenchDay, args: argparse.N
     asyncio.run(pace())
     wait_for(lambda: len(watcher.seen) >= len(queue), 120, "the paced results", check)
     watcher.stop()
-    return [watcher.seen[nip] - sent_at[nip] for nip in nips]
+    after = scrape(settings.worker_web_port, timeout=5) or []
+    return [watcher.seen[nip] - sent_at[nip] for nip in nips], before, after
 
 
 # ------------------------------------------------------------------------------------------------
@@ -486,7 +497,8 @@ def render(result: dict[str, Any], console: Console) -> None:
                 "machine_cores_busy", "machine_ceiling_participants_per_s", "ceiling_without_worker_participants_per_s",
                 "domain_cpu_ms_per_participant", "ceiling_domain_only_participants_per_s",
                 "answers_per_s", "raw_consume_answers_per_s", "ratio_to_raw", "p50_latency_ms",
-                "p99_latency_ms", "worker_peak_rss_mb", "seconds", "messages", "events_per_message"):
+                "p99_latency_ms", "worker_p50_latency_ms", "worker_p99_latency_ms", "worker_p50_chunk_ms",
+                "worker_p99_chunk_ms", "worker_peak_rss_mb", "seconds", "messages", "events_per_message"):
         value = result[key]
         table.add_row(key, f"{value:,}" if isinstance(value, (int, float)) else str(value), floors.get(key, ""))
     console.print(table)

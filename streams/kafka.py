@@ -253,7 +253,7 @@ class WatchedEnds:
                 confirmed = await _true_end_offsets(self._consumer, todo, timeout=self.timeout, strict=self.strict,
                                                     reported={tp: reported[tp] for tp in todo})
                 self._confirmed.update((tp, (reported[tp], confirmed[tp])) for tp in todo)
-                self.fetched += len(todo)
+                self.fetched += sum(reported[tp] > 0 for tp in todo)  # an empty partition has nothing to fetch
                 ends.update(confirmed)
             return ends
         except BaseException:

@@ -15,12 +15,12 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from bench.faults.compare import store_snapshot
 from bench.faults.processes import fresh_dir
+from bench.scrape import scrape, total
 from cact.processes import WorkerProcess, consumer_groups
 from producers.daysender import delivery_plan
 from producers.emitter import LabEmitter
@@ -43,13 +43,7 @@ def send(settings: Settings, deliveries: list[Any]) -> None:
 
 
 def metric(port: int, name: str) -> float | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            body = r.read().decode()
-    except OSError:
-        return None
-    values = [float(line.split()[-1]) for line in body.splitlines() if line.split(" ")[0] == name]
-    return values[0] if values else None
+    return total(scrape(port), name)
 
 
 def wait_for(what: str, check: Any, timeout: float, worker: WorkerProcess | None = None) -> None:

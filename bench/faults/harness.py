@@ -21,7 +21,6 @@ import asyncio
 import os
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -36,6 +35,7 @@ from sqlalchemy import create_engine, text
 
 from bench.faults.compare import Snapshot, emulator_snapshot, store_snapshot
 from bench.faults.processes import Exit, PipelineProcess, Supervisor, fresh_dir
+from bench.scrape import scrape, total
 from cact.processes import consumer_groups, siasn_env, wait_until_pushed
 from producers.daysender import delivery_plan, send_day
 from producers.simulator import SimConfig, SimDay, build_day
@@ -303,13 +303,7 @@ class Pipeline:
 
 
 def _events_in(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            body = r.read().decode()
-    except OSError:
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-               if line.startswith("cact_events_in_total{"))
+    return total(scrape(port), "cact_events_in_total") or 0.0
 
 
 class Sender:

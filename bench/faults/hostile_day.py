@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from bench.faults.hostile import DAY_SAFE_KINDS, HostileRecord, iter_hostile
 from bench.faults.hostile_stream import HostileStream, account
 from bench.faults.processes import fresh_dir
 from bench.faults.reference import check_against_truth
+from bench.scrape import scrape
 from cact.processes import WorkerProcess, consumer_groups
 from producers.daysender import delivery_plan
 from producers.emitter import LabEmitter
@@ -92,13 +92,9 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _metrics(port: int, name: str) -> dict[str, float]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            body = r.read().decode()
-    except OSError:
-        return {}
-    return {line.split(" ")[0]: float(line.split()[-1]) for line in body.splitlines() if line.startswith(name)}
+def _state_keys(port: int) -> dict[str, float]:
+    """``cact_state_keys`` by table."""
+    return {s.labels["table"]: s.value for s in scrape(port, timeout=5) or () if s.name == "cact_state_keys"}
 
 
 def run_hostile_day(workdir: Path, database_url: str, *, participants: int, hostile: int, seed: int = 12,
@@ -131,7 +127,7 @@ def run_hostile_day(workdir: Path, database_url: str, *, participants: int, host
             asyncio.run(wait_until_consumed(settings, consumer_groups(settings), timeout=timeout,
                                             progress=worker.check))
             report.worker_peak_rss_mb = round(_peak_rss_mb(worker.proc.pid), 1)
-            report.state_keys = _metrics(settings.worker_web_port, "cact_state_keys")
+            report.state_keys = _state_keys(settings.worker_web_port)
             for name, proc in (("worker", worker.proc), ("sink", sink)):
                 if proc.poll() is not None:
                     report.exits.append(f"{name} exited with {proc.returncode}")

@@ -26,7 +26,6 @@ import asyncio
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from rich.table import Table
 from bench.faults.harness import SMALL, Pipeline, Sender, Size, day_messages, run_day, simulated_day, with_size
 from bench.faults.killer import Kill
 from bench.faults.reference import References, ScenarioResult, verdict
+from bench.scrape import fetch, samples
 from schemas import topics
 from schemas.kafka_config import client_kwargs
 from schemas.settings import Settings
@@ -68,17 +68,14 @@ def parse_metrics(text: str) -> tuple[frozenset[TP], dict[TP, float]]:
     """The partitions a worker owns and the lag of those it reads, from its ``/metrics`` text."""
     owned: set[TP] = set()
     lag: dict[TP, float] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition("{")
-        if name not in ("cact_consumer_partition_assigned", "cact_consumer_lag_messages"):
+    for s in samples(text):
+        if s.name not in ("cact_consumer_partition_assigned", "cact_consumer_lag_messages"):
             continue
-        labels_text, _, value = rest.rpartition("} ")
-        labels = dict(part.split("=", 1) for part in labels_text.split(","))
-        tp = (labels["topic"].strip('"'), int(labels["partition"].strip('"')))
-        if name == "cact_consumer_partition_assigned":
+        tp = (s.labels["topic"], int(s.labels["partition"]))
+        if s.name == "cact_consumer_partition_assigned":
             owned.add(tp)
         else:
-            lag[tp] = float(value)
+            lag[tp] = s.value
     return frozenset(owned), lag
 
 
@@ -199,7 +196,7 @@ class Sampler:
                 owned: dict[str, frozenset[TP]] = {}
                 lag: dict[str, dict[TP, float]] = {}
                 for role, port in self.workers().items():
-                    text = await asyncio.to_thread(_metrics, port)
+                    text = await asyncio.to_thread(fetch, port)
                     if text is not None:
                         owned[role], lag[role] = parse_metrics(text)
                 committed: dict[TP, int] = {}
@@ -214,12 +211,6 @@ class Sampler:
             await consumer.stop()
 
 
-def _metrics(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return str(r.read().decode())
-    except OSError:
-        return None
 
 
 @dataclass

@@ -25,6 +25,6 @@ def test_hostile_records_interleaved_with_a_day(tmp_path: Path, pg_database: str
     assert report.outcomes["dead_lettered"] > 300
     assert report.outcomes["state_limit"] > 0, "the cap on unscheduled sessions was reached and held"
     # the day's sessions, at most 2 unscheduled ones per partition, and each partition's list of them
-    sessions = report.state_keys.get('cact_state_keys{table="sessions"}')
+    sessions = report.state_keys.get("sessions")
     assert sessions is not None and report.sessions < sessions <= report.sessions + 2 * 4 + 4, report.state_keys
     assert report.worker_peak_rss_mb < WORKER_PEAK_RSS_MB, report.worker_peak_rss_mb

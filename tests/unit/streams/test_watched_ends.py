@@ -12,7 +12,7 @@ from aiokafka.structs import TopicPartition
 from schemas.settings import Settings
 from streams.kafka import WatchedEnds
 
-TP0, TP1 = TopicPartition("cact.lab.v1", 0), TopicPartition("cact.lab.v1", 1)
+TP0, TP1, TP2 = (TopicPartition("cact.lab.v1", p) for p in range(3))
 
 
 class Record:
@@ -24,7 +24,7 @@ class Broker:
     """Per partition, its record batches as (base offset, count): ListOffsets says the last base + 1 (Tansu)."""
 
     def __init__(self) -> None:
-        self.batches: dict[TopicPartition, list[tuple[int, int]]] = {TP0: [], TP1: []}
+        self.batches: dict[TopicPartition, list[tuple[int, int]]] = {TP0: [], TP1: [], TP2: []}
         self.down = False
 
     def append(self, tp: TopicPartition, count: int) -> None:
@@ -97,6 +97,18 @@ def test_a_log_that_has_not_moved_is_not_fetched_again_and_its_true_end_is_still
     first, second, third = asyncio.run(day())
     assert first == second == third == {TP0: 100, TP1: 7}  # not Tansu's short 51
     assert log == ["start", "fetch 0,1"] or log == ["start", "fetch 1,0"]  # one consumer, one fetch, three reads
+    assert ends.fetched == 2
+
+
+def test_an_empty_partition_is_answered_without_a_fetch_and_not_counted_as_fetched(broker: Broker) -> None:
+    log: list[str] = []
+    ends = reader(broker, log)
+
+    async def day() -> list[dict[TopicPartition, int]]:
+        return [await ends([TP0, TP1, TP2]) for _ in range(2)]
+
+    assert asyncio.run(day()) == [{TP0: 100, TP1: 7, TP2: 0}] * 2
+    assert sorted(log) == ["fetch 0,1", "start"] or sorted(log) == ["fetch 1,0", "start"]
     assert ends.fetched == 2
 
 
