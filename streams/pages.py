@@ -252,6 +252,9 @@ def add_pages(app: faust.App, *, settings: Settings, data: OperatorData, freshne
             return web.json({"status": "not ready", "reason": why}, status=503, headers={"Cache-Control": "no-store"})
         return web.json({"status": "ready"}, headers={"Cache-Control": "no-store"})
 
+    # In a thread: the store-backed collectors (no-show rates, the outbox, the reports' due dates) query the
+    # results store at every scrape, tens of milliseconds that grow with the store; on the event loop they would
+    # hold every record in flight for that long each time Prometheus comes by.
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(registry), content_type="text/plain")
+        return web.bytes(await asyncio.to_thread(generate_latest, registry), content_type="text/plain")

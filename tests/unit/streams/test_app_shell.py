@@ -6,6 +6,7 @@ latency observed once the broker has acknowledged its outputs and state."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -124,6 +125,36 @@ def test_metrics_serves_the_registry_it_was_given_without_a_token(tmp_path: Path
     assert status == 200
     assert "shell_test_outbox_pending 4.0" in body and "cact_consumer_lag_messages" in body
     assert "cact_events_in_total" in body and "cact_sink_" not in body  # the sink's are the composition root's
+
+
+class SlowStore(Views):
+    """A results store that takes its time answering the outbox query, as a big one does at every scrape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked_outbox, self.answer = threading.Event(), threading.Event()
+
+    def outbox_status(self) -> dict[str, Any]:
+        self.asked_outbox.set()
+        self.answer.wait(10)  # bounded, so that a loop it blocks comes back and the test fails rather than hangs
+        return super().outbox_status()
+
+
+def test_a_scrape_waiting_on_the_store_does_not_hold_the_event_loop(tmp_path: Path) -> None:
+    app, _, views = build(tmp_path, SlowStore())
+    assert isinstance(views, SlowStore)
+
+    async def scenario(get: Any) -> tuple[tuple[int, str], bool, tuple[int, str]]:
+        scrape = asyncio.ensure_future(get("/metrics", token=False))
+        assert await asyncio.to_thread(views.asked_outbox.wait, 10)
+        health = await get("/healthz", token=False)  # the loop answers while the store has not
+        pending = not scrape.done()
+        views.answer.set()
+        return health, pending, await scrape
+
+    health, scrape_was_pending, (status, body) = Browser(app).run(scenario)
+    assert health[0] == 200 and scrape_was_pending
+    assert status == 200 and "shell_test_outbox_pending 4.0" in body
 
 
 def test_the_attendance_page_reads_the_views_with_the_settings_and_the_silent_lab_watch(tmp_path: Path) -> None:
