@@ -222,7 +222,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         settings = broker.settings(Settings(
             database_url=db_url, app_id=f"bench-{uuid.uuid4().hex[:6]}", data_dir=work / "worker",
             worker_web_port=free_port(), topic_partitions=args.partitions, sink_in_worker=not args.sink_process,
-            **({"batch_max": args.batch_max} if args.batch_max else {})))
+            **({"batch_max": args.batch_max} if args.batch_max else {}),
+            **({"chunk_events": args.chunk_events} if args.chunk_events else {})))
         asyncio.run(ensure_topics(settings))
         console.print(f"[green]✓[/] broker on {broker.bootstrap}, PostgreSQL database {db_url.rsplit('/', 1)[1]}")
 
@@ -578,6 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=50, help="events per EventBatch message (1: one per message)")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-max", type=int, default=None, help="the worker's CACT_BATCH_MAX (default: its own)")
+    parser.add_argument("--chunk-events", type=int, default=None,
+                        help="the worker's CACT_CHUNK_EVENTS (default: its own)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--sink-in-worker", dest="sink_process", action="store_false",
                         help="run the results-store sink inside the worker instead of as its own `cact sink` process")

@@ -70,7 +70,13 @@ class Settings(BaseSettings):
     table_standby_replicas: int = Field(
         default=0, ge=0, description="Copies of each table partition other workers keep warm, so a partition that "
         "moves to them after a worker is lost needs no full changelog replay (docs/deploy.md \"Scale-out\").")
-    batch_max: int = Field(default=500, ge=1, description="Input events processed (and state written) per batch.")
+    batch_max: int = Field(default=500, ge=1, description="Input records taken from Faust per batch (an EventBatch "
+                           "record holds up to 1,000 events): what one batch holds in memory at most.")
+    chunk_events: int = Field(
+        default=2000, ge=1, description="Input events processed against one copy of the state, their outputs and "
+        "state changes sent and acknowledged together before their records are: 2,000 costs a quarter less CPU per "
+        "participant than 500 in a backlog (fewer changelog writes and sink transactions, docs/benchmarks.md), "
+        "and a paced stream's chunks stay as small as what has arrived.")
     batch_seconds: float = Field(default=0.05, gt=0, description="Longest wait to fill a batch.")
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     fetch_max_wait_ms: int = Field(

@@ -194,7 +194,7 @@ def create_app(settings: Settings, *, views: OperatorViews, registry: CollectorR
             await to_completion(handle_batch(batch))
 
     async def handle_batch(batch: Sequence[EventT]) -> None:
-        await run_batch(batch, intake, chunk_events=settings.batch_max, commit=committer.commit)
+        await run_batch(batch, intake, chunk_events=settings.chunk_events, commit=committer.commit)
 
     @app.timer(interval=settings.broker_check_seconds)
     async def broker_check() -> None:
