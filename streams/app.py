@@ -154,8 +154,10 @@ def create_app(settings: Settings, *, views: OperatorViews, registry: CollectorR
         if not activity.heard(event.key(), event.lab_id):
             metrics.labs_not_tracked.inc()
 
+    in_memory = settings.table_store.startswith("memory:")  # a RocksDB store encodes what it is given itself
+
     def new_chunk() -> Chunk:
-        overlays = TableOverlay(sessions), TableOverlay(participants)
+        overlays = TableOverlay(sessions, keep_bytes=in_memory), TableOverlay(participants, keep_bytes=in_memory)
         processor = SessionProcessor(blueprints["current"], policy, *overlays, attendance,
                                      reload=blueprints["current"].reload, limits=limits, trust=trust,
                                      accreditation=accreditation)

@@ -20,12 +20,15 @@ from typing import Any
 
 from faust.types import EventT, TableT
 
-from streams.state_codec import encode, private_copy
+from streams.state_codec import encode, stored_record
 
 
 class TableOverlay(MutableMapping[str, dict[str, Any]]):
-    def __init__(self, table: TableT) -> None:
+    def __init__(self, table: TableT, *, keep_bytes: bool = True) -> None:
+        """``keep_bytes``: the table's memory takes the changelog bytes (``state_codec.stored_record``); a store
+        that encodes values itself (RocksDB, with the tables' JSON codec) must be given the records instead."""
         self._table = table
+        self._keep_bytes = keep_bytes
         self._cache: dict[str, dict[str, Any] | None] = {}
         self._dirty: dict[str, EventT] = {}
         self.event: EventT | None = None  # the event being processed; its partition owns the keys it writes
@@ -40,7 +43,7 @@ class TableOverlay(MutableMapping[str, dict[str, Any]]):
         if key not in self._cache:
             stored = self._table.get(key)
             # A private copy: the table's in-memory value must not change before the batch's outputs are acked.
-            self._cache[key] = private_copy(stored) if stored is not None else None
+            self._cache[key] = stored_record(stored) if stored is not None else None
         value = self._cache[key]
         return default if value is None else value
 
@@ -60,7 +63,7 @@ class TableOverlay(MutableMapping[str, dict[str, Any]]):
 
     async def flush(self, producer: Any) -> int:
         """Write every changed key to the changelog, wait for the broker's acknowledgement of all of them,
-        then to the table's memory; returns how many keys.
+        then to the table's memory, as those same bytes; returns how many keys.
 
         Each key goes to the changelog partition of the event that changed it (the input partition: tables
         are co-partitioned with the input topics, as Faust does it). The records are JSON
@@ -69,13 +72,13 @@ class TableOverlay(MutableMapping[str, dict[str, Any]]):
         if not self._dirty:
             return 0
         topic = self._table.changelog_topic.get_topic_name()
-        pending = [await producer.send(topic, encode(key), encode(self._cache[key]),
-                                       event.message.partition, None, None)
+        values = {key: encode(self._cache[key]) for key in self._dirty}
+        pending = [await producer.send(topic, encode(key), values[key], event.message.partition, None, None)
                    for key, event in self._dirty.items()]
         await asyncio.gather(*pending)
         data = self._table.data
-        for key in self._dirty:
-            data[key] = self._cache[key]
+        for key, value in values.items():  # the acknowledged bytes themselves (state_codec.stored_record)
+            data[key] = value if self._keep_bytes else self._cache[key]
         written = len(self._dirty)
         self._dirty.clear()
         return written

@@ -55,7 +55,7 @@ def test_flush_waits_for_every_ack_before_the_table_changes() -> None:
         assert not flush.done() and table == {"S1": {"v": 0}}, "nothing changes before the last ack"
         producer.acks[1].set_result(None)
         assert await flush == 2
-        assert table == {"S1": {"v": 1}, "S2": {"v": 2}}
+        assert table == {"S1": b'{"v":1}', "S2": b'{"v":2}'}, "as the bytes the broker acknowledged"
         assert await overlay.flush(producer) == 0  # written once
 
     asyncio.run(scenario())
