@@ -154,10 +154,13 @@ def create_app(settings: Settings, *, views: OperatorViews, registry: CollectorR
         if not activity.heard(event.key(), event.lab_id):
             metrics.labs_not_tracked.inc()
 
-    in_memory = settings.table_store.startswith("memory:")  # a RocksDB store encodes what it is given itself
+    # The participants' records, nearly all of the state's memory, are kept as their changelog bytes (a RocksDB
+    # store encodes what it is given itself). The sessions' stay records: they are small, and the wall-clock
+    # fallback and the held-events gauge below read that table in place.
+    in_memory = settings.table_store.startswith("memory:")
 
     def new_chunk() -> Chunk:
-        overlays = TableOverlay(sessions, keep_bytes=in_memory), TableOverlay(participants, keep_bytes=in_memory)
+        overlays = TableOverlay(sessions, keep_bytes=False), TableOverlay(participants, keep_bytes=in_memory)
         processor = SessionProcessor(blueprints["current"], policy, *overlays, attendance,
                                      reload=blueprints["current"].reload, limits=limits, trust=trust,
                                      accreditation=accreditation)
